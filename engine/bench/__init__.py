@@ -1,0 +1,1 @@
+"""Benchmarks behind `longread bench`: they measure and return figures, and print nothing."""

@@ -1,0 +1,323 @@
+"""The document library: one SQLite file holding documents, their text, sections and chunks.
+
+WAL mode, numbered schema migrations (PRAGMA user_version), and one transaction per
+document, so a failure or a kill mid-way leaves the library exactly as it was. A document's
+id is the sha256 of its file's bytes. Search indexes are not kept here (retrieval/ owns them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingest.errors import AmbiguousDocumentError, DocumentNotFoundError, LibraryError
+from ingest.types import (
+    Chunk,
+    ChunkSettings,
+    Document,
+    ExtractedText,
+    Format,
+    Section,
+    SectionKind,
+)
+
+DATABASE_NAME = "library.sqlite3"
+_MIN_ID_PREFIX = 4
+
+# Numbered migrations: the database's user_version says how many have run. Append, never edit.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        source_path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        page_count INTEGER,
+        section_count INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        byte_size INTEGER NOT NULL,
+        added_at TEXT NOT NULL,
+        chunk_max_tokens INTEGER NOT NULL,
+        chunk_overlap INTEGER NOT NULL
+    );
+    CREATE TABLE document_texts (
+        document_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+        text TEXT NOT NULL
+    );
+    CREATE TABLE sections (
+        document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        level INTEGER NOT NULL,
+        PRIMARY KEY (document_id, ordinal)
+    );
+    CREATE TABLE chunks (
+        document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        token_count INTEGER NOT NULL,
+        section_ordinal INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        PRIMARY KEY (document_id, ordinal)
+    );
+    """,
+)
+
+_DOCUMENT_COLUMNS = (
+    "id, title, source_path, format, page_count, section_count, token_count,"
+    " chunk_count, byte_size, added_at"
+)
+
+
+def document_id(data: bytes) -> str:
+    """A document's id: the sha256 of its bytes, so the same file is the same document."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_hash(text: str) -> str:
+    """The key under which a chunk's derived data (its embedding) can be reused."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Library:
+    """A SQLite library at `home/library.sqlite3`. Safe to share across threads."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / DATABASE_NAME
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._lock = threading.RLock()
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise LibraryError(
+                f"the library at {self.path} cannot be opened ({error}); move it aside to"
+                " start a new one"
+            ) from error
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > len(_MIGRATIONS):
+            raise LibraryError(
+                f"the library at {self.path} was written by a newer longread"
+                f" (schema {version}, this one knows {len(_MIGRATIONS)}); upgrade longread"
+            )
+        for number in range(version + 1, len(_MIGRATIONS) + 1):
+            with self._transaction() as db:
+                for statement in _MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def has(self, doc_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return row is not None
+
+    def save(
+        self,
+        document: Document,
+        extracted: ExtractedText,
+        chunks: Sequence[Chunk],
+        settings: ChunkSettings,
+    ) -> None:
+        """Write a document with its text, sections and chunks, all or nothing."""
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO documents ({_DOCUMENT_COLUMNS}, chunk_max_tokens, chunk_overlap)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.id,
+                    document.title,
+                    document.source_path,
+                    document.format.value,
+                    document.page_count,
+                    document.section_count,
+                    document.token_count,
+                    document.chunk_count,
+                    document.byte_size,
+                    document.added_at.isoformat(),
+                    settings.max_tokens,
+                    settings.overlap,
+                ),
+            )
+            db.execute("INSERT INTO document_texts VALUES (?, ?)", (document.id, extracted.text))
+            db.executemany(
+                "INSERT INTO sections VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (document.id, s.ordinal, s.label, s.kind.value, s.start, s.end, s.level)
+                    for s in extracted.sections
+                ],
+            )
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        document.id,
+                        c.ordinal,
+                        c.text,
+                        c.start,
+                        c.end,
+                        c.location,
+                        c.token_count,
+                        c.section_ordinal,
+                        content_hash(c.text),
+                    )
+                    for c in chunks
+                ],
+            )
+
+    def remove(self, doc_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+
+    def documents(self) -> list[Document]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY added_at, title"
+            ).fetchall()
+        return [_document_from_row(row) for row in rows]
+
+    def get(self, doc_id: str) -> Document:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (doc_id,)
+            ).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        return _document_from_row(row)
+
+    def resolve(self, ref: str) -> Document:
+        """The one document an id prefix or a title fragment names; else a helpful error."""
+        needle = ref.strip()
+        if not needle:
+            raise DocumentNotFoundError("name a document by an id prefix or part of its title")
+        documents = self.documents()
+        by_id = [d for d in documents if d.id == needle.lower()]
+        if by_id:
+            return by_id[0]
+        matches = [
+            d
+            for d in documents
+            if len(needle) >= _MIN_ID_PREFIX and d.id.startswith(needle.lower())
+        ]
+        if not matches:
+            matches = [d for d in documents if needle.casefold() in d.title.casefold()]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise DocumentNotFoundError(
+                f"no document matches {ref!r}; `longread list` shows what is in the library"
+            )
+        listing = "\n".join(f"  {d.id[:12]}  {d.title}" for d in matches)
+        raise AmbiguousDocumentError(
+            f"{ref!r} matches {len(matches)} documents; give more of the id or title:\n{listing}"
+        )
+
+    def text(self, doc_id: str) -> str:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text FROM document_texts WHERE document_id = ?", (doc_id,)
+            ).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        return str(row[0])
+
+    def sections(self, doc_id: str) -> list[Section]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ordinal, label, kind, start_char, end_char, level FROM sections"
+                " WHERE document_id = ? ORDER BY ordinal",
+                (doc_id,),
+            ).fetchall()
+        return [
+            Section(ordinal=o, label=lb, kind=SectionKind(k), start=s, end=e, level=lv)
+            for o, lb, k, s, e, lv in rows
+        ]
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ordinal, text, start_char, end_char, location, token_count,"
+                " section_ordinal FROM chunks WHERE document_id = ? ORDER BY ordinal",
+                (doc_id,),
+            ).fetchall()
+        return [
+            Chunk(
+                ordinal=o, text=t, start=s, end=e, location=loc, token_count=n, section_ordinal=so
+            )
+            for o, t, s, e, loc, n, so in rows
+        ]
+
+    def chunk_hashes(self, doc_id: str) -> list[str]:
+        """Content hashes of a document's chunks, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT content_hash FROM chunks WHERE document_id = ? ORDER BY ordinal", (doc_id,)
+            ).fetchall()
+        return [str(h) for (h,) in rows]
+
+    def chunk_settings(self, doc_id: str) -> ChunkSettings:
+        """The chunking a document was cut with (an index built with others is stale)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT chunk_max_tokens, chunk_overlap FROM documents WHERE id = ?", (doc_id,)
+            ).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        return ChunkSettings(max_tokens=row[0], overlap=row[1])
+
+
+def _document_from_row(row: tuple[object, ...]) -> Document:
+    (doc_id, title, source, fmt, pages, sections, tokens, chunks, size, added) = row
+    return Document(
+        id=str(doc_id),
+        title=str(title),
+        source_path=str(source),
+        format=Format(str(fmt)),
+        page_count=None if pages is None else int(str(pages)),
+        section_count=int(str(sections)),
+        token_count=int(str(tokens)),
+        chunk_count=int(str(chunks)),
+        byte_size=int(str(size)),
+        added_at=datetime.fromisoformat(str(added)).astimezone(UTC),
+    )

@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated data dir per test, and the shared corpus with its skip rule.
+
+The corpus lives beside the checkout at ../shared/corpus. Where it is absent, corpus tests
+skip with a visible reason; when CI is set they must run, so its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
+
+
+def corpus_path() -> Path:
+    """The corpus folder, or a skip (a failure under CI) saying why it is not there."""
+    if CORPUS_DIR.is_dir():
+        return CORPUS_DIR
+    reason = f"shared corpus not found at {CORPUS_DIR}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and CI is set: corpus tests must run in CI")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    return corpus_path()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point LONGREAD_HOME at a fresh folder so no test touches a person's library."""
+    home = tmp_path / "longread-home"
+    monkeypatch.setenv("LONGREAD_HOME", str(home))
+    yield home

@@ -1,0 +1,55 @@
+"""Assertions about a library database's consistency, shared by the pipeline, CLI and kill tests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def table_counts(home: Path) -> dict[str, int]:
+    """Rows per table: equal before and after a failed add means nothing changed."""
+    path = home / "library.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    try:
+        tables = ["documents", "document_texts", "sections", "chunks"]
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    finally:
+        db.close()
+
+
+def assert_consistent(home: Path) -> list[str]:
+    """Every document is whole (text, all sections, all chunks) and nothing is orphaned.
+
+    Returns the titles of the documents found.
+    """
+    db = sqlite3.connect(home / "library.sqlite3")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        titles = []
+        for doc_id, title, sections, chunks in db.execute(
+            "SELECT id, title, section_count, chunk_count FROM documents"
+        ).fetchall():
+            assert (
+                db.execute(
+                    "SELECT count(*) FROM document_texts WHERE document_id = ?", (doc_id,)
+                ).fetchone()[0]
+                == 1
+            ), f"{title}: text missing"
+            found_sections = db.execute(
+                "SELECT count(*) FROM sections WHERE document_id = ?", (doc_id,)
+            ).fetchone()[0]
+            found_chunks = db.execute(
+                "SELECT count(*) FROM chunks WHERE document_id = ?", (doc_id,)
+            ).fetchone()[0]
+            assert (found_sections, found_chunks) == (sections, chunks), f"{title} is partial"
+            titles.append(title)
+        for table in ("document_texts", "sections", "chunks"):
+            orphans = db.execute(
+                f"SELECT count(*) FROM {table} WHERE document_id NOT IN (SELECT id FROM documents)"
+            ).fetchone()[0]
+            assert orphans == 0, f"orphaned rows in {table}"
+        return titles
+    finally:
+        db.close()

@@ -1,0 +1,90 @@
+"""The CLI end to end through typer's runner: add, list, show, remove, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from main import cli
+
+runner = CliRunner()
+
+NOVEL = (
+    "# Harbour Lights\n\n## Arrival\n\nThe ferry came in at dawn.\n\n"
+    "## Departure\n\nShe left at dusk.\n"
+)
+ESSAY = "# Harbour Walls\n\nStone, lime and patience.\n"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_add_list_show_remove_round_trip(tmp_path: Path) -> None:
+    novel = _write(tmp_path, "novel.md", NOVEL)
+    essay = _write(tmp_path, "essay.md", ESSAY)
+    added = runner.invoke(cli, ["add", str(novel), str(essay)])
+    assert added.exit_code == 0, added.output
+    assert "Harbour Lights" in added.output and "chunks" in added.output
+
+    listed = json.loads(runner.invoke(cli, ["list", "--json"]).output)
+    assert sorted(d["title"] for d in listed) == ["Harbour Lights", "Harbour Walls"]
+    assert set(listed[0]) >= {"id", "title", "format", "pages", "tokens", "chunks"}
+
+    table = runner.invoke(cli, ["list"])
+    assert table.exit_code == 0 and "Harbour Walls" in table.output
+
+    shown = json.loads(runner.invoke(cli, ["show", "lights", "--json"]).output)
+    assert [s["label"] for s in shown["sections"]][-2:] == ["Arrival", "Departure"]
+    outline = runner.invoke(cli, ["show", "lights"])
+    assert "Departure" in outline.output
+
+    ambiguous = runner.invoke(cli, ["show", "harbour"])
+    assert ambiguous.exit_code == 1
+    assert "matches 2 documents" in ambiguous.output and "Harbour Walls" in ambiguous.output
+
+    novel_id = next(d["id"] for d in listed if d["title"] == "Harbour Lights")
+    removed = runner.invoke(cli, ["remove", novel_id[:8]])
+    assert removed.exit_code == 0 and "Harbour Lights" in removed.output
+    remaining = json.loads(runner.invoke(cli, ["list", "--json"]).output)
+    assert [d["title"] for d in remaining] == ["Harbour Walls"]
+
+
+def test_add_reports_duplicates_and_failures_but_adds_the_rest(tmp_path: Path) -> None:
+    novel = _write(tmp_path, "novel.md", NOVEL)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n garbage that ends abruptly")
+    first = runner.invoke(cli, ["add", str(novel)])
+    assert first.exit_code == 0
+    result = runner.invoke(
+        cli, ["add", str(broken), str(novel), str(_write(tmp_path, "e.md", ESSAY))]
+    )
+    assert result.exit_code == 1
+    assert "broken.pdf" in result.output
+    assert "already in the library" in result.output
+    assert "1 of 3 files could not be added" in result.output
+    titles = [d["title"] for d in json.loads(runner.invoke(cli, ["list", "--json"]).output)]
+    assert sorted(titles) == ["Harbour Lights", "Harbour Walls"]
+
+
+def test_unknown_document_is_an_error_with_advice() -> None:
+    result = runner.invoke(cli, ["show", "nothing-like-this"])
+    assert result.exit_code == 1
+    assert "longread list" in result.output
+
+
+def test_empty_library_says_how_to_add() -> None:
+    result = runner.invoke(cli, ["list"])
+    assert result.exit_code == 0 and "longread add" in result.output
+
+
+def test_a_bad_config_file_is_reported_not_a_traceback(isolated_home: Path) -> None:
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.toml").write_text("[chunking]\nsize = 3\n")
+    result = runner.invoke(cli, ["list"])
+    assert result.exit_code == 1
+    assert "unknown setting chunking.size" in result.output
