@@ -133,13 +133,13 @@ def _split_long_sentence(
     words = [piece for s, e in words for piece in _split_overlong_word(s, e, max_tokens)]
     word_tokens = count_tokens_batch([" " + text[s:e] for s, e in words])
     pieces: list[_Unit] = []
-    piece_start, piece_tokens = words[0][0], 0
-    previous_end = words[0][1]
-    for (s, _e), tokens in zip(words, word_tokens, strict=True):
+    piece_start, piece_end, piece_tokens = words[0][0], words[0][1], 0
+    for (word_start, word_end), tokens in zip(words, word_tokens, strict=True):
         if piece_tokens and piece_tokens + tokens > max_tokens:
-            pieces.append(_Unit(piece_start, previous_end, piece_tokens, False))
-            piece_start, piece_tokens = s, 0
+            pieces.append(_Unit(piece_start, piece_end, piece_tokens, False))
+            piece_start, piece_tokens = word_start, 0
         piece_tokens += tokens
+        piece_end = word_end
     pieces.append(_Unit(piece_start, end, piece_tokens, ends_paragraph))
     return pieces
 
