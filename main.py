@@ -188,7 +188,11 @@ def list_documents(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if not documents:
         out.print("The library is empty. Add files with `longread add PATH...`.")
         return
-    table = Table("id", "title", "format", "pages", "tokens", "chunks", "added")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("title", ratio=1)
+    for column in ("format", "pages", "tokens", "chunks", "added"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "format" else "right")
     for d in documents:
         table.add_row(
             d.id[:12],
@@ -197,7 +201,7 @@ def list_documents(ctx: typer.Context, as_json: JsonOption = False) -> None:
             str(d.page_count or "-"),
             f"{d.token_count:,}",
             str(d.chunk_count),
-            d.added_at.strftime("%Y-%m-%d %H:%M"),
+            d.added_at.strftime("%Y-%m-%d"),
         )
     out.print(table)
 

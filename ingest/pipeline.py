@@ -150,10 +150,13 @@ def _extract(
 
 
 def _title(extracted: ExtractedText, path: Path) -> str:
-    """The file's own title, else its first heading or chapter, else the file name."""
+    """The file's own title, else its first top-level heading, else the file name.
+
+    Chapter sections are not titles: "Stave Two" says nothing of which book it is.
+    """
     if extracted.title:
         return extracted.title
     for section in extracted.sections:
-        if section.kind in (SectionKind.HEADING, SectionKind.CHAPTER) and section.level == 1:
+        if section.kind is SectionKind.HEADING and section.level == 1:
             return section.label
     return path.stem

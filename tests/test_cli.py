@@ -35,7 +35,7 @@ def test_add_list_show_remove_round_trip(tmp_path: Path) -> None:
     assert sorted(d["title"] for d in listed) == ["Harbour Lights", "Harbour Walls"]
     assert set(listed[0]) >= {"id", "title", "format", "pages", "tokens", "chunks"}
 
-    table = runner.invoke(cli, ["list"])
+    table = runner.invoke(cli, ["list"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "Harbour Walls" in table.output
 
     shown = json.loads(runner.invoke(cli, ["show", "lights", "--json"]).output)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,17 +25,23 @@ PAGE = "\n".join(
 )
 
 
-def _document_count(home: Path) -> int:
-    path = home / "library.sqlite3"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=5)
-    try:
-        return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0  # the schema is not created yet
-    finally:
-        db.close()
+def _wait_for_first(process: subprocess.Popen[bytes]) -> None:
+    """Block until the process reports the first file (added, or already there)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if b"first.md" in line or b"First" in line:
+            return
+    raise AssertionError("the process ended without reporting the first file")
+
+
+def _seconds_after_first_added(home: Path, paths: list[Path]) -> float:
+    """Run `add` to the end; how long it ran after the first file was in the library."""
+    process = _start_add(home, paths)
+    _wait_for_first(process)
+    first_done = time.monotonic()
+    process.communicate(timeout=300)
+    assert process.returncode == 0
+    return time.monotonic() - first_done
 
 
 def _start_add(home: Path, paths: list[Path]) -> subprocess.Popen[bytes]:
@@ -61,19 +66,21 @@ def test_killed_add_leaves_the_library_whole_and_a_rerun_completes(
     last.write_text("# Last\n\nA short note that comes after the big report.\n")
     paths = [first, big, last]
 
-    for delay in (0.0, 0.5, 1.5, 3.0):
+    # How long the big file takes once the first is in, measured here, so that the kills
+    # land at known fractions of it: early in reading, mid-way, and in the last moments
+    # (chunking and the save transaction).
+    reference_home = tmp_path / "reference-home"
+    process_time = _seconds_after_first_added(reference_home, paths)
+    for fraction in (0.0, 0.3, 0.7, 0.9, 0.95, 0.98):
         process = _start_add(isolated_home, paths)
-        deadline = time.monotonic() + 60
-        while _document_count(isolated_home) < 1 and process.poll() is None:
-            assert time.monotonic() < deadline, "the first file was never added"
-            time.sleep(0.02)
-        time.sleep(delay)
+        _wait_for_first(process)
+        time.sleep(process_time * fraction)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         titles = assert_consistent(isolated_home)
         assert "First" in titles
-        print(f"killed after {delay:.1f} s: library holds {sorted(titles)}")
+        print(f"killed at {fraction:.0%} of the big file: library holds {sorted(titles)}")
 
     rerun = _start_add(isolated_home, paths)
     output, _ = rerun.communicate(timeout=300)

@@ -39,7 +39,7 @@ def test_chunks_respect_the_token_limit_and_cover_the_text() -> None:
         assert chunk.token_count <= 200
         assert chunk.token_count == count_tokens(chunk.text)
         assert extracted.text[chunk.start : chunk.end] == chunk.text
-    covered = set()
+    covered: set[int] = set()
     for chunk in chunks:
         covered.update(range(chunk.start, chunk.end))
     words = [m.start() for m in re.finditer(r"\S", extracted.text)]

@@ -110,3 +110,17 @@ def test_bad_input_fails_clearly_and_changes_nothing(
         assert path.name in outcome.error
         assert table_counts(isolated_home) == before
     assert_consistent(isolated_home)
+
+
+def test_a_plain_text_book_without_a_title_is_named_after_its_file(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    source = tmp_path / "The Keeper.txt"
+    body = "\n\n".join(
+        f"CHAPTER {n}\n\nThe lamp was lit again that night." for n in ("I", "II", "III")
+    )
+    source.write_text(body, encoding="utf-8")
+    with Library(isolated_home) as library:
+        _, outcome = _run(library, source)
+    assert outcome.document is not None
+    assert outcome.document.title == "The Keeper"
