@@ -7,6 +7,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 from ingest.errors import IngestError
+from models.errors import ModelError
 
 
 class EngineError(Exception):
@@ -17,4 +18,4 @@ class ConfigError(EngineError):
     """A configuration file, variable or flag that longread cannot use."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (IngestError, EngineError)
+USER_ERRORS: tuple[type[Exception], ...] = (IngestError, ModelError, EngineError)
