@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ingest.errors import IngestError
 from models.errors import ModelError
+from retrieval.errors import RetrievalError
 
 
 class EngineError(Exception):
@@ -18,4 +19,4 @@ class ConfigError(EngineError):
     """A configuration file, variable or flag that longread cannot use."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (IngestError, ModelError, EngineError)
+USER_ERRORS: tuple[type[Exception], ...] = (IngestError, ModelError, RetrievalError, EngineError)

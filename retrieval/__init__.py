@@ -1,0 +1,9 @@
+"""Search over the library's chunks: BM25, dense embeddings, and their reciprocal rank fusion.
+
+Per-document indexes live as plain files under `<home>/indexes/` (index_store.py); chunks
+longer than the embedder reads are embedded in windows (windows.py), once per chunk content
+(embedding_cache.py); `hybrid.Searcher` answers a query over one document, several, or the
+whole library. Nothing here talks to an LLM, prints, or
+imports anything of ours but `ingest/`; sentence_transformers/torch (embedder.py) and faiss
+(dense.py) are imported lazily, each in one module, so importing this package stays cheap.
+"""
