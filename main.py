@@ -32,8 +32,10 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from engine.assistant import Assistant
+    from engine.types import Answer, ContextPlan, PromptLayout
     from ingest.pipeline import FileOutcome
     from ingest.types import Document
+    from models.types import ModelProfile
 
 cli = typer.Typer(
     name="longread",
@@ -44,6 +46,10 @@ cli = typer.Typer(
 )
 bench_cli = typer.Typer(help="Benchmarks that print figures measured side by side.")
 cli.add_typer(bench_cli, name="bench")
+models_cli = typer.Typer(help="The GGUF models longread can answer with.")
+cli.add_typer(models_cli, name="models")
+cache_cli = typer.Typer(help="Saved KV states of prefilled documents.")
+cli.add_typer(cache_cli, name="cache")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -60,6 +66,18 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DocArgument = Annotated[str, typer.Argument(help="An id prefix or part of a title.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="A model name from `longread models`, or a .gguf path."),
+]
+LayoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--layout",
+        help="cached (document first: follow-ups reuse its KV) or query-aware (question before"
+        " and after the document). Default: the plan's recommendation.",
+    ),
+]
 
 
 @cli.callback()
@@ -158,10 +176,13 @@ def _outcome_line(outcome: FileOutcome) -> str:
             f" as {document.title!r} ({document.id[:12]})"
         )
     pages = f"{document.page_count} pages, " if document.page_count else ""
-    return (
+    line = (
         f"[green]✓[/green] {document.title} ({document.id[:12]}): {pages}"
         f"{document.token_count:,} tokens, {document.chunk_count} chunks, {outcome.seconds:.1f} s"
     )
+    if outcome.warning:
+        line += f"\n  [yellow]warning:[/yellow] {outcome.warning}"
+    return line
 
 
 def _document_json(document: Document) -> dict[str, Any]:
@@ -245,6 +266,384 @@ def remove(ctx: typer.Context, doc: DocArgument) -> None:
     with assistant(ctx) as longread:
         document = longread.remove(doc)
     out.print(f"removed {document.title!r} ({document.id[:12]})", highlight=False)
+
+
+ALL_DOCUMENTS = "all"
+
+
+def _index_with_progress(longread: Assistant, document_ids: list[str], rebuild: bool) -> None:
+    """Build missing, stale (or, with `rebuild`, all) indexes with a progress bar each."""
+    titles = {d.id: d.title for d in longread.documents()}
+    with _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+        for step in longread.prepare_indexes(document_ids, rebuild=rebuild):
+            title = titles.get(step.document_id, step.document_id[:12])
+            if step.reason:
+                progress.console.print(f"indexing {title}: {step.reason}", highlight=False)
+            if step.document_id not in tasks:
+                tasks[step.document_id] = progress.add_task(
+                    "", total=step.total, name=title[:40], stage="embedding", unit="chunks"
+                )
+            progress.update(tasks[step.document_id], completed=step.done, total=step.total)
+
+
+def _snippet(text: str, query_terms: list[str], width: int = 220) -> Text:
+    """The part of a chunk where the query's words cluster, with those words highlighted."""
+    lowered = text.lower()
+    positions = [p for term in query_terms if (p := lowered.find(term)) >= 0]
+    center = min(positions) if positions else 0
+    start = max(0, center - width // 3)
+    piece = " ".join(text[start : start + width].split())
+    snippet = Text(("…" if start else "") + piece + ("…" if start + width < len(text) else ""))
+    snippet.highlight_words(query_terms, style="bold yellow", case_sensitive=False)
+    return snippet
+
+
+@cli.command()
+def search(
+    ctx: typer.Context,
+    doc: Annotated[
+        str,
+        typer.Argument(
+            help=f"An id prefix or part of a title; {ALL_DOCUMENTS!r}: the whole library."
+        ),
+    ],
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many chunks to show.")] = 5,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, bm25 or dense.")] = "hybrid",
+    as_json: JsonOption = False,
+) -> None:
+    """Search a document (or the whole library) and print the best chunks with their locations."""
+    from retrieval.text_tokens import terms
+    from retrieval.types import SearchMode
+
+    try:
+        search_mode = SearchMode(mode)
+    except ValueError:
+        err.print(f"[red]error:[/red] --mode must be hybrid, bm25 or dense, not {mode!r}")
+        raise typer.Exit(2) from None
+    with assistant(ctx) as longread:
+        ids = longread.document_ids([] if doc == ALL_DOCUMENTS else [doc])
+        _index_with_progress(longread, ids, rebuild=False)
+        hits = longread.search(query, ids, k=k, mode=search_mode)
+        titles = {d.id: d.title for d in longread.documents()}
+    if as_json:
+        payload = [
+            {
+                "rank": h.rank,
+                "score": h.score,
+                "document_id": h.document_id,
+                "title": titles.get(h.document_id),
+                "location": h.chunk.location,
+                "start": h.chunk.start,
+                "end": h.chunk.end,
+                "chunk": h.chunk.ordinal,
+                "text": h.chunk.text,
+                "scores": h.scores,
+                "ranks": h.ranks,
+            }
+            for h in hits
+        ]
+        out.print_json(json.dumps(payload))
+        return
+    if not hits:
+        out.print("No matching passages.")
+        return
+    query_terms = terms(query)
+    several = len(ids) > 1
+    for hit in hits:
+        where = (
+            f"{titles.get(hit.document_id, '')}, {hit.chunk.location}"
+            if several
+            else hit.chunk.location
+        )
+        out.print(
+            f"[bold]{hit.rank}.[/bold] [cyan]{where}[/cyan]  [dim]score {hit.score:.4f}[/dim]",
+            highlight=False,
+        )
+        out.print(_snippet(hit.chunk.text, query_terms))
+        out.print()
+
+
+@cli.command()
+def reindex(
+    ctx: typer.Context,
+    doc: Annotated[
+        str | None, typer.Argument(help="One document; default: the whole library.")
+    ] = None,
+) -> None:
+    """Rebuild search indexes (embeddings are reused from the cache where chunks are unchanged)."""
+    with assistant(ctx) as longread:
+        ids = longread.document_ids([doc] if doc else [])
+        _index_with_progress(longread, ids, rebuild=True)
+    out.print(f"reindexed {len(ids)} document{'s' if len(ids) != 1 else ''}")
+
+
+def _layout(value: str | None) -> PromptLayout | None:
+    from engine.types import PromptLayout
+
+    if value is None:
+        return None
+    try:
+        return PromptLayout(value)
+    except ValueError:
+        err.print(f"[red]error:[/red] --layout must be cached or query-aware, not {value!r}")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def plan(
+    ctx: typer.Context,
+    doc: DocArgument,
+    model: ModelOption = None,
+    layout: LayoutOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show how a whole document would run on a model: window, scaling, KV cache, prefill."""
+    from engine.planner import describe
+
+    with assistant(ctx) as longread:
+        planned = longread.plan(doc, model=model, layout=_layout(layout))
+    if as_json:
+        out.print_json(json.dumps(_plan_json(planned.plan) | {"model": planned.model.name}))
+        return
+    document = planned.document
+    out.print(
+        f"[bold]{document.title}[/bold]: {planned.document_tokens:,} tokens"
+        f" on {planned.model.name} ({planned.profile.context_length:,}-token trained window)",
+        highlight=False,
+    )
+    for line in describe(planned.plan):
+        out.print(f"  {line}", highlight=False)
+
+
+def _plan_json(plan: ContextPlan) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(plan).items()}
+
+
+@cli.command()
+def ask(
+    ctx: typer.Context,
+    doc: DocArgument,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="long: the whole document in the model's context; rag: the passages search"
+            " finds; auto: long when the document fits, else rag.",
+        ),
+    ] = "auto",
+    model: ModelOption = None,
+    layout: LayoutOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask a question about a document; the answer streams as it is written."""
+    import threading
+
+    from engine.planner import describe
+    from engine.types import AnswerDone, AnswerToken, AskMode, PlanChosen, RouteChosen
+
+    try:
+        ask_mode = AskMode(mode)
+    except ValueError:
+        err.print(f"[red]error:[/red] --mode must be auto, long or rag, not {mode!r}")
+        raise typer.Exit(2) from None
+    cancel = threading.Event()
+    with assistant(ctx) as longread:
+        if ask_mode is not AskMode.LONG:
+            _index_with_progress(longread, [longread.resolve(doc).id], rebuild=False)
+        events = longread.ask(
+            doc, question, mode=ask_mode, model=model, layout=_layout(layout), cancel=cancel
+        )
+        try:
+            for event in events:
+                if isinstance(event, RouteChosen) and not as_json:
+                    route = event.route
+                    err.print(
+                        f"[dim]strategy:  {route.strategy.value} ({route.reasons[0]})[/dim]",
+                        highlight=False,
+                    )
+                elif isinstance(event, PlanChosen) and not as_json:
+                    for line in describe(event.plan):
+                        if line.startswith("layout:") and ask_mode is AskMode.RAG:
+                            continue  # a whole-document layout says nothing of passages
+                        err.print(f"[dim]{line}[/dim]", highlight=False)
+                elif isinstance(event, AnswerToken) and not as_json:
+                    out.print(event.text, end="", highlight=False, markup=False)
+                elif isinstance(event, AnswerDone):
+                    _print_answer(event.answer, as_json)
+        except KeyboardInterrupt:
+            cancel.set()
+            events.close()
+            err.print("\n[yellow]cancelled[/yellow]")
+            raise typer.Exit(130) from None
+
+
+def _print_answer(answer: Answer, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from engine.types import Strategy, Verdict
+
+    timings = asdict(answer.timings)
+    if as_json:
+        payload = {
+            "question": answer.question,
+            "answer": answer.text,
+            "strategy": answer.strategy.value,
+            "verdict": answer.verdict.value,
+            "layout": answer.layout.value if answer.layout else None,
+            "plan": _plan_json(answer.plan) if answer.plan else None,
+            "citations": [asdict(c) for c in answer.citations],
+            "timings": timings,
+        }
+        out.print_json(json.dumps(payload))
+        return
+    out.print()
+    if answer.verdict is Verdict.UNANSWERABLE:
+        err.print("[yellow]The passages shown to the model do not answer this.[/yellow]")
+    if answer.strategy is Strategy.RAG and answer.citations:
+        out.print("\nSources:", highlight=False)
+        for citation in answer.citations:
+            out.print(f"  [cyan]{citation.location}[/cyan]  {citation.snippet}", highlight=False)
+    elif answer.citations:
+        out.print("Sources: " + ", ".join(c.location for c in answer.citations), highlight=False)
+    t = answer.timings
+    first = f"{t.first_token_seconds:.2f} s" if t.first_token_seconds is not None else "-"
+    reuse = "loaded saved KV state, " if t.state_loaded else ""
+    err.print(
+        f"[dim]load {t.load_seconds:.2f} s, prefill {t.prefill_seconds:.2f} s ({reuse}"
+        f"{t.evaluated_tokens:,} of {t.prompt_tokens:,} prompt tokens evaluated),"
+        f" first token {first}, total {t.total_seconds:.2f} s,"
+        f" {t.tokens_per_second:.1f} tokens/s[/dim]",
+        highlight=False,
+    )
+
+
+@models_cli.callback(invoke_without_command=True)
+def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the bundled default and the models you registered, with their profiles."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = []
+    with assistant(ctx) as longread:
+        for entry in longread.models():
+            profile = None if entry.is_missing else longread.model_profile(entry)
+            rows.append((entry, profile))
+    if as_json:
+        payload = [
+            {"name": e.name, "path": str(e.path), "default": e.is_default, "missing": e.is_missing}
+            | (_profile_json(p) if p else {})
+            for e, p in rows
+        ]
+        out.print_json(json.dumps(payload))
+        return
+    table = Table()
+    for column in ("name", "architecture", "params", "quant", "window"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("file", ratio=1, overflow="fold")
+    for entry, profile in rows:
+        name = entry.name + (" *" if entry.is_default else "")
+        if profile is None:
+            table.add_row(name, "[red]file missing[/red]", "", "", "", str(entry.path))
+            continue
+        params = f"{profile.parameter_count / 1e6:,.0f}M" if profile.parameter_count else "?"
+        table.add_row(
+            name,
+            profile.architecture,
+            params,
+            profile.file_type or "?",
+            f"{profile.context_length:,}",
+            entry.path.name,
+        )
+    out.print(table)
+    out.print("* the default; `--json` shows each profile in full", highlight=False)
+
+
+def _profile_json(profile: ModelProfile) -> dict[str, Any]:
+    return {
+        "architecture": profile.architecture,
+        "context_length": profile.context_length,
+        "layers": profile.layer_count,
+        "kv_heads": profile.kv_head_count,
+        "head_dim": profile.head_dim,
+        "parameters": profile.parameter_count,
+        "size_class": profile.size_class.value,
+        "file_type": profile.file_type,
+        "rope_freq_base": profile.rope_freq_base,
+        "rope_scaling": profile.rope_scaling_type,
+        "sliding_window": profile.sliding_window,
+        "chat_template": profile.has_chat_template,
+        "sha256": profile.sha256,
+    }
+
+
+@models_cli.command("add")
+def models_add(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A .gguf file.")],
+    name: Annotated[str | None, typer.Option("--name", help="Default: the file name.")] = None,
+) -> None:
+    """Register a GGUF model you own, by path."""
+    with assistant(ctx) as longread:
+        entry = longread.add_model(path, name)
+        profile = longread.model_profile(entry)
+    out.print(
+        f"added {entry.name}: {profile.architecture}, {profile.context_length:,}-token window",
+        highlight=False,
+    )
+
+
+@models_cli.command("remove")
+def models_remove(ctx: typer.Context, name: str) -> None:
+    """Forget a registered model (the file itself is left alone)."""
+    with assistant(ctx) as longread:
+        entry = longread.remove_model(name)
+    out.print(f"removed {entry.name} ({entry.path})", highlight=False)
+
+
+@cache_cli.callback(invoke_without_command=True)
+def cache_show(ctx: typer.Context) -> None:
+    """Show the saved KV states: document, tokens, size, last used."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with assistant(ctx) as longread:
+        entries = longread.cache_entries()
+        titles = {d.id: d.title for d in longread.documents()}
+        cap = longread.kv_store.max_bytes
+    if not entries:
+        out.print("No saved KV states. They are made by `longread ask` in the cached layout.")
+        return
+    table = Table("document", "tokens", "size", "last used", "n_ctx", "KV")
+    for entry in entries:
+        table.add_row(
+            titles.get(entry.document_id, entry.document_id[:12]),
+            f"{entry.tokens:,}",
+            _mib(entry.payload_bytes),
+            entry.last_used.strftime("%Y-%m-%d %H:%M"),
+            f"{entry.key.n_ctx:,}",
+            entry.key.kv_type,
+        )
+    out.print(table)
+    total = sum(e.payload_bytes for e in entries)
+    out.print(f"{len(entries)} states, {_mib(total)} of a {_mib(cap)} cap", highlight=False)
+
+
+@cache_cli.command("clear")
+def cache_clear(
+    ctx: typer.Context,
+    doc: Annotated[str | None, typer.Argument(help="Only this document's states.")] = None,
+) -> None:
+    """Delete saved KV states (all, or one document's)."""
+    with assistant(ctx) as longread:
+        freed = longread.clear_cache(doc)
+    out.print(f"freed {_mib(freed)}")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):,.1f} MiB"
 
 
 @bench_cli.command("ingest")

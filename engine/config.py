@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from engine.errors import ConfigError
+from engine.types import KVCacheType, PromptLayout, RopeMethod
 from ingest.types import ChunkSettings
 
 CONFIG_FILE_NAME = "config.toml"
@@ -36,11 +37,79 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """Which GGUF answers, and how it runs."""
+
+    name: str = "default"  # a name from `longread models`, or a path to a .gguf file
+    threads: int = 0  # 0: llama.cpp's choice (the physical cores)
+    max_answer_tokens: int = 384
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (automatic) or more, got {self.threads}")
+        if self.max_answer_tokens < 16:
+            raise ValueError(f"max_answer_tokens must be at least 16, got {self.max_answer_tokens}")
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """How a document is fitted into the model's window (see engine/planner.py)."""
+
+    rope_method: RopeMethod = RopeMethod.YARN  # used past the trained window
+    max_rope_factor: float = 4.0
+    kv_type: str = "auto"  # auto, f16, q8_0 or q4_0
+    layout: str = "auto"  # auto, cached or query-aware
+    memory_budget_mb: int = 0  # 0: what the machine has free
+
+    def __post_init__(self) -> None:
+        if self.kv_type != "auto":
+            KVCacheType(self.kv_type)
+        if self.layout != "auto":
+            PromptLayout(self.layout)
+        if not 1.0 <= self.max_rope_factor <= 32.0:
+            raise ValueError(
+                f"max_rope_factor must be between 1 and 32, got {self.max_rope_factor}"
+            )
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Search indexes and answers from retrieved passages."""
+
+    embedder: str = "bundled"  # or the folder of any sentence-transformers model
+    top_k: int = 8  # passages retrieved for a RAG answer (as many as fit are used)
+    rag_context_tokens: int = 4096  # the window a RAG answer runs in (capped by the model's)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.rag_context_tokens < 512:
+            raise ValueError(
+                f"rag_context_tokens must be at least 512, got {self.rag_context_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The on-disk cache of prefilled document KV states."""
+
+    kv_max_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.kv_max_mb < 0:
+            raise ValueError(f"kv_max_mb must be 0 or more, got {self.kv_max_mb}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable. Sections are frozen dataclasses with defaults."""
 
     home: Path = field(default_factory=default_home)
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     @property
     def config_path(self) -> Path:

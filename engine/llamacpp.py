@@ -84,6 +84,11 @@ FALLBACK_TEMPLATE = (
 """For a GGUF without a chat template (a base model): plain "Role: text" turns."""
 FALLBACK_STOPS = ("\nUser:", "\nSystem:")
 
+REPEAT_PENALTY = 1.1
+"""llama.cpp's long-standing default. Small models decoding greedily fall into loops ("The
+code was written on the logbook." until max_tokens); a mild penalty on the last 64 tokens
+breaks them without keeping the model from quoting the document."""
+
 _KV_BUFFER_LINE = re.compile(r"KV buffer size\s*=\s*([0-9.]+)\s*MiB")
 _TOKEN_CACHE_SIZE = 4
 
@@ -759,7 +764,11 @@ class LlamaCppLLM:
                 generated = 0
                 reason = FinishReason.LENGTH
                 tokens = llama.generate(
-                    prompt.tokens, temp=temperature, top_k=40, top_p=0.95, repeat_penalty=1.0
+                    prompt.tokens,
+                    temp=temperature,
+                    top_k=40,
+                    top_p=0.95,
+                    repeat_penalty=REPEAT_PENALTY,
                 )
                 try:
                     while True:
@@ -1071,3 +1080,70 @@ class LlamaCppRuntime:
         kv_store: KVStateStore | None,
     ) -> LlamaCppLLM:
         return get_llm(profile, plan, threads=threads, kv_store=kv_store)
+
+
+# -- the bare baseline for benchmarks -----------------------------------------------------
+
+
+def chat_prompt_tokens(
+    llm: LlamaCppLLM, messages: Sequence[ChatMessage], prefix: CachedPrefix | None = None
+) -> list[int]:
+    """The exact tokens `llm.stream_chat(messages, prefix=prefix)` evaluates, so a benchmark
+    can feed the very same tokens to a bare `Llama` (`raw_prefill`)."""
+    return list(llm._prompt(messages, prefix).tokens)
+
+
+@dataclass(frozen=True)
+class RawPrefill:
+    """One prefill on a bare `llama_cpp.Llama`: what it evaluated, how long it took."""
+
+    tokens: int
+    seconds: float
+    load_seconds: float
+    threads_batch: int
+    """The threads llama.cpp used for the prefill (llama-cpp-python's default when None
+    was asked for: all CPUs)."""
+
+
+def raw_prefill(
+    profile: ModelProfile,
+    plan: ContextPlan,
+    tokens: Sequence[int],
+    threads: int | None = None,
+) -> RawPrefill:
+    """Evaluate `tokens` on a plain `llama_cpp.Llama(**llama_kwargs(...))` with `Llama.eval`,
+    and time it: the baseline that longread's own prefill is compared against.
+
+    Nothing of `LlamaCppLLM` is in the timed path. Outside it, the model gets the same
+    warm-up `LlamaCppLLM` gives itself (weights paged in, first decode done), so both sides
+    start equally warm; the resident `LlamaCppLLM` is closed first, so only one model is in
+    memory. The bare model is freed before returning.
+    """
+    if not tokens:
+        raise ValueError("raw_prefill needs at least one token")
+    llama_cpp = _llama_cpp()
+    kwargs = llama_kwargs(profile, plan, threads, _accepted_parameters(llama_cpp.Llama))
+    with _registry_lock:
+        if _resident is not None:
+            _resident.close()
+    started = time.perf_counter()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        llama = llama_cpp.Llama(**kwargs)
+    llama.verbose = False
+    try:
+        warm = llama.token_bos() if llama.token_bos() >= 0 else llama.token_eos()
+        llama.eval([warm, warm])
+        llama.eval([warm])
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llama.ctx), True)
+        llama.reset()
+        load_seconds = time.perf_counter() - started
+        batch = [int(token) for token in tokens]
+        started = time.perf_counter()
+        llama.eval(batch)
+        llama_cpp.llama_synchronize(llama.ctx)
+        seconds = time.perf_counter() - started
+        threads_batch = int(llama.n_threads_batch)
+    finally:
+        llama.close()
+    return RawPrefill(len(batch), seconds, load_seconds, threads_batch)

@@ -70,3 +70,106 @@ class ContextPlan:
     reason: str
     layout: PromptLayout
     layout_reason: str
+
+
+class Strategy(StrEnum):
+    """How a question is answered (see DESIGN.md's table)."""
+
+    LONG_CONTEXT = "long"
+    BEACONS = "beacons"
+    RAG = "rag"
+
+
+class AskMode(StrEnum):
+    """What `ask` was told: a strategy, or `auto` to let the router choose."""
+
+    AUTO = "auto"
+    LONG = "long"
+    RAG = "rag"
+
+
+class Verdict(StrEnum):
+    """Whether the model found the answer in what it was shown (Self-Route's signal)."""
+
+    ANSWERED = "answered"
+    UNANSWERABLE = "unanswerable"
+
+
+@dataclass(frozen=True)
+class Route:
+    """The strategy picked for a question, and why."""
+
+    strategy: Strategy
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A place in a document an answer rests on: its location label and a short snippet."""
+
+    document_id: str
+    location: str
+    snippet: str
+    chunk_ordinal: int | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where an answer's time went. `load` is the model load (0 when it was resident)."""
+
+    load_seconds: float
+    prefill_seconds: float
+    first_token_seconds: float | None
+    total_seconds: float
+    tokens_per_second: float
+    prompt_tokens: int
+    reused_tokens: int
+    evaluated_tokens: int
+    generated_tokens: int
+    state_loaded: bool
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished answer with everything needed to show or script it."""
+
+    question: str
+    text: str
+    strategy: Strategy
+    document_ids: tuple[str, ...]
+    citations: tuple[Citation, ...]
+    timings: Timings
+    verdict: Verdict = Verdict.ANSWERED
+    plan: ContextPlan | None = None
+    layout: PromptLayout | None = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class RouteChosen:
+    route: Route
+
+
+@dataclass(frozen=True)
+class PlanChosen:
+    plan: ContextPlan
+
+
+@dataclass(frozen=True)
+class SourcesFound:
+    """The passages given to the model (RAG) before it starts answering."""
+
+    citations: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
+class AnswerToken:
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    answer: Answer
+
+
+AnswerEvent = RouteChosen | PlanChosen | SourcesFound | AnswerToken | AnswerDone

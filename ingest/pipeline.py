@@ -65,6 +65,7 @@ class FileOutcome:
     document: Document | None = None
     error: str | None = None
     stage_seconds: dict[Stage, float] = field(default_factory=dict)
+    warning: str | None = None  # added, but something after saving did not work out
 
     @property
     def seconds(self) -> float:
