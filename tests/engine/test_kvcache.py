@@ -24,36 +24,15 @@ from engine.kvcache import (
     token_digest,
 )
 from engine.types import (
-    Backend,
     ContextPlan,
     KVCacheType,
-    PromptLayout,
     RopeMethod,
 )
+from tests.model_fixtures import hand_plan
 
 
 def make_plan(**changes: Any) -> ContextPlan:
-    plan = ContextPlan(
-        tokens_needed=1000,
-        n_ctx=2048,
-        n_ctx_train=8192,
-        rope_method=RopeMethod.NONE,
-        rope_factor=1.0,
-        rope_freq_scale=0.0,
-        rope_freq_base=None,
-        yarn_orig_ctx=0,
-        kv_type=KVCacheType.F16,
-        flash_attn=False,
-        gpu_layers=0,
-        backend=Backend.CPU,
-        kv_bytes=0,
-        prefill_seconds=1.0,
-        fits=True,
-        reason="fits",
-        layout=PromptLayout.CACHED,
-        layout_reason="test",
-    )
-    return replace(plan, **changes)
+    return hand_plan(**{"tokens_needed": 1000, "prefill_seconds": 1.0, "reason": "fits"} | changes)
 
 
 def make_key(

@@ -5,8 +5,7 @@ Profiles are built by hand with the shapes their GGUFs state (no GGUF reader inv
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -29,38 +28,16 @@ from engine.planner import (
 )
 from engine.types import Backend, ContextPlan, KVCacheType, PromptLayout, RopeMethod
 from models.types import ModelProfile
+from tests.model_fixtures import smollm2_profile
 
 GiB = 2**30
 MiB = 2**20
 PLENTY = 64 * GiB
 
 
-def profile(**changes: object) -> ModelProfile:
+def profile(**changes: Any) -> ModelProfile:
     """SmolLM2-135M-Instruct (Q4_1) as its GGUF states it; `changes` make other models."""
-    base = ModelProfile(
-        path=Path("SmolLM2-135M-Instruct-Q4_1.gguf"),
-        name="SmolLM2-135M-Instruct",
-        architecture="llama",
-        context_length=8192,
-        embedding_length=576,
-        layer_count=30,
-        head_count=9,
-        kv_head_count=3,
-        key_length=64,
-        value_length=64,
-        rope_freq_base=100000.0,
-        rope_scaling_type=None,
-        rope_scaling_factor=None,
-        rope_original_context=None,
-        has_rope_freqs=False,
-        sliding_window=None,
-        parameter_count=134_515_008,
-        file_type="Q4_1",
-        has_chat_template=True,
-        file_size=98_000_000,
-        sha256="0" * 64,
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return smollm2_profile(**{"file_size": 98_000_000} | changes)
 
 
 SMOL = profile()
