@@ -8,12 +8,19 @@ imported inside commands so that `longread --help` starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+
+# OpenMP threads that spin while waiting (the default) starve each other when torch and
+# llama.cpp share the cores with anything else: measured here under load, llama.cpp prefill
+# ran 55-136 tokens/s spinning and 217-225 sleeping, and one query embedding took 730 ms
+# against 15 ms. Set before torch or llama.cpp load OpenMP; a person's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.console import Console
@@ -668,6 +675,71 @@ def bench_ingest(
     result = run_ingest_benchmark(target, runs=runs)
     out.print(result.report(), highlight=False)
     err.print(f"({time.perf_counter() - started:.1f} s)")
+
+
+CORPUS_DIR = Path(__file__).resolve().parent.parent / "shared" / "corpus"
+
+
+def _say(message: str) -> None:
+    err.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+@bench_cli.command("engine")
+def bench_engine(
+    model: Annotated[
+        Path | None, typer.Option(help="A .gguf file. Default: the bundled model.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Alternating rounds for the parity figure.")] = 3,
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+) -> None:
+    """Prefill vs raw llama-cpp-python, cold vs cached follow-ups, KV planned vs allocated."""
+    from engine.bench.engine import run_engine_benchmark
+
+    result = run_engine_benchmark(model_path=model, threads=threads, rounds=rounds, progress=_say)
+    out.print(result.report(), highlight=False)
+
+
+@bench_cli.command("passkey")
+def bench_passkey(
+    tokens: Annotated[
+        int, typer.Option(help="Prompt length; past 8,192 the default model needs RoPE scaling.")
+    ] = 13000,
+    runs: Annotated[int, typer.Option(help="Documents (keys at random depths) per method.")] = 3,
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: none, yarn, linear, ntk.")
+    ] = "none,yarn",
+    model: Annotated[
+        Path | None, typer.Option(help="A .gguf file. Default: the bundled model.")
+    ] = None,
+) -> None:
+    """Passkey past the trained window: does RoPE scaling recover the key? (slow on CPU)"""
+    from engine.bench.passkey import run_passkey_benchmark
+    from engine.types import RopeMethod
+
+    try:
+        chosen = tuple(RopeMethod(m.strip()) for m in methods.split(",") if m.strip())
+    except ValueError:
+        err.print(f"[red]error:[/red] --methods takes none, yarn, linear, ntk; got {methods!r}")
+        raise typer.Exit(2) from None
+    result = run_passkey_benchmark(
+        target_tokens=tokens, runs=runs, methods=chosen, model_path=model, progress=_say
+    )
+    out.print(result.report(), highlight=False)
+
+
+@bench_cli.command("retrieval")
+def bench_retrieval(
+    corpus: Annotated[Path, typer.Option(help="The shared corpus folder.")] = CORPUS_DIR,
+    queries: Annotated[int, typer.Option(help="LaRA questions used as queries.")] = 50,
+) -> None:
+    """Index build speed on real books, and search latency p50/p95 over the whole corpus."""
+    from engine.bench.retrieval import run_retrieval_benchmark
+
+    if not corpus.is_dir():
+        err.print(f"[red]error:[/red] corpus not found at {corpus}; pass --corpus")
+        raise typer.Exit(1)
+    result = run_retrieval_benchmark(corpus, progress=_say, queries=queries)
+    out.print(result.report(), highlight=False)
 
 
 if __name__ == "__main__":

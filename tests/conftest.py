@@ -7,6 +7,11 @@ skip with a visible reason; when CI is set they must run, so its absence is a fa
 from __future__ import annotations
 
 import os
+
+# As main.py does for the product: OpenMP threads sleep rather than spin while waiting, so
+# llama.cpp and torch do not starve each other on CI's two cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from engine.citations import cited_locations
 from engine.llm import LLM, Done, FinishReason, TextPiece
 from engine.prompts import long_context_messages, render_document
+from engine.strategies.timing import timings_from
 from engine.types import (
     Answer,
     AnswerDone,
@@ -22,7 +23,6 @@ from engine.types import (
     ContextPlan,
     PromptLayout,
     Strategy,
-    Timings,
 )
 from ingest.types import Document, Section
 
@@ -70,18 +70,7 @@ def answer_with_document(
             citations=cited_locations(
                 done.text, request.document.id, request.text, request.sections
             ),
-            timings=Timings(
-                load_seconds=load_seconds,
-                prefill_seconds=stats.prefill_seconds,
-                first_token_seconds=stats.first_token_seconds,
-                total_seconds=stats.total_seconds + load_seconds,
-                tokens_per_second=stats.tokens_per_second,
-                prompt_tokens=stats.prompt_tokens,
-                reused_tokens=stats.reused_tokens,
-                evaluated_tokens=stats.evaluated_tokens,
-                generated_tokens=stats.generated_tokens,
-                state_loaded=stats.state_loaded,
-            ),
+            timings=timings_from(stats, load_seconds),
             plan=plan,
             layout=request.layout,
             cancelled=done.reason is FinishReason.CANCELLED,

@@ -14,6 +14,7 @@ from engine.errors import EngineError
 from engine.types import (
     AnswerDone,
     AnswerToken,
+    AskMode,
     PlanChosen,
     PromptLayout,
     RouteChosen,
@@ -110,9 +111,25 @@ def test_a_document_too_long_for_any_window_is_refused_with_numbers(
     with _assistant(isolated_home) as assistant:
         _add(assistant, huge)
         with pytest.raises(EngineError) as refused:
-            list(assistant.ask("huge", "What is this?"))
+            list(assistant.ask("huge", "What is this?", mode=AskMode.LONG))
     message = str(refused.value)
     assert "40,0" in message and "32,768" in message and "retrieval" in message
+
+
+def test_auto_answers_a_document_too_long_for_the_window_from_retrieval(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge.txt"
+    huge.write_text("word " * 40_000 + "The lamp was lit at dusk.", encoding="utf-8")
+    with _assistant(isolated_home, answers=("At dusk.",)) as assistant:
+        _add(assistant, huge)
+        events = list(assistant.ask("huge", "When was the lamp lit?"))
+    route = events[0]
+    assert isinstance(route, RouteChosen) and route.route.strategy is Strategy.RAG
+    assert "does not fit" in route.route.reasons[0]
+    done = events[-1]
+    assert isinstance(done, AnswerDone) and done.answer.strategy is Strategy.RAG
+    assert done.answer.plan is not None and done.answer.plan.n_ctx <= 4096
 
 
 @pytest.mark.parametrize(

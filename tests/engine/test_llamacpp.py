@@ -54,9 +54,10 @@ from engine.llm_errors import (
     GenerationError,
     ModelLoadError,
 )
-from engine.types import Backend, ContextPlan, KVCacheType, PromptLayout, RopeMethod
+from engine.types import Backend, ContextPlan, KVCacheType, RopeMethod
 from models.types import ModelProfile
 from tests.fake_llm import FakeLLM
+from tests.model_fixtures import hand_plan, smollm2_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,31 +77,10 @@ def bundled_model() -> Path:
 
 def bundled_profile(path: Path | None = None, **changes: object) -> ModelProfile:
     """SmolLM2-135M-Instruct as its GGUF header describes it (built by hand, not read)."""
-    path = path if path is not None else bundled_model()
-    profile = ModelProfile(
-        path=path,
-        name="SmolLM2-135M-Instruct",
-        architecture="llama",
-        context_length=8192,
-        embedding_length=576,
-        layer_count=30,
-        head_count=9,
-        kv_head_count=3,
-        key_length=64,
-        value_length=64,
-        rope_freq_base=100000.0,
-        rope_scaling_type=None,
-        rope_scaling_factor=None,
-        rope_original_context=None,
-        has_rope_freqs=False,
-        sliding_window=None,
-        parameter_count=134_515_008,
-        file_type="Q4_1",
-        has_chat_template=True,
-        file_size=path.stat().st_size if path.exists() else 0,
-        sha256="5" * 64,  # a stand-in: only the KV state keys read it
+    # The sha256 is a stand-in: only the KV state keys read it.
+    return smollm2_profile(
+        path if path is not None else bundled_model(), sha256="5" * 64, **changes
     )
-    return replace(profile, **changes)  # type: ignore[arg-type]
 
 
 def make_plan(
@@ -112,25 +92,15 @@ def make_plan(
     rope_freq_base: float | None = None,
     yarn_orig_ctx: int = 0,
 ) -> ContextPlan:
-    return ContextPlan(
+    return hand_plan(
         tokens_needed=n_ctx // 2,
         n_ctx=n_ctx,
-        n_ctx_train=8192,
         rope_method=rope_method,
-        rope_factor=1.0,
         rope_freq_scale=rope_freq_scale,
         rope_freq_base=rope_freq_base,
         yarn_orig_ctx=yarn_orig_ctx,
         kv_type=kv_type,
         flash_attn=flash_attn,
-        gpu_layers=0,
-        backend=Backend.CPU,
-        kv_bytes=0,
-        prefill_seconds=0.0,
-        fits=True,
-        reason="test plan",
-        layout=PromptLayout.CACHED,
-        layout_reason="test plan",
     )
 
 
