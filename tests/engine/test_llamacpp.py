@@ -54,6 +54,7 @@ from engine.llm_errors import (
     GenerationError,
     ModelLoadError,
 )
+from engine.planner import kv_cache_bytes
 from engine.types import Backend, ContextPlan, KVCacheType, RopeMethod
 from models.types import ModelProfile
 from tests.fake_llm import FakeLLM
@@ -720,17 +721,12 @@ def test_llama_cpp_logs_never_reach_the_terminal(capfd: pytest.CaptureFixture[st
     ("kv_type", "flash_attn"),
     [(KVCacheType.F16, False), (KVCacheType.Q8_0, True), (KVCacheType.Q4_0, True)],
 )
-def test_kv_allocation_matches_the_planners_formula(kv_type: KVCacheType, flash_attn: bool) -> None:
+def test_kv_allocation_matches_the_planners_estimate(
+    kv_type: KVCacheType, flash_attn: bool
+) -> None:
     profile = bundled_profile()
     n_ctx = 2048
-    estimate = (
-        2
-        * profile.layer_count
-        * profile.kv_head_count
-        * profile.head_dim
-        * kv_type.bytes_per_element
-        * n_ctx
-    )
+    estimate = kv_cache_bytes(profile, n_ctx, kv_type)  # what the planner plans with
     with LlamaCppLLM(profile, make_plan(n_ctx, kv_type, flash_attn)) as llm:
         allocated = llm.allocated_kv_bytes
         assert drain(llm.stream_chat([user("Hi")], max_tokens=2)).stats.generated_tokens > 0
