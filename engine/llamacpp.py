@@ -23,6 +23,7 @@ than `create_chat_completion`, because that API hides which tokens it evaluated.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import ctypes
@@ -350,6 +351,24 @@ def count_tokens_with_vocab(profile: ModelProfile, text: str) -> int:
             _vocabularies.clear()  # one vocabulary kept: they are small, but not free
             _vocabularies[profile.path] = vocabulary
         return len(vocabulary.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def _release_at_exit() -> None:
+    """Free llama.cpp objects while the interpreter can still run their destructors.
+
+    Left to garbage collection at shutdown, a `Llama` is destroyed after llama_cpp's module
+    globals are gone, and its `__del__` prints an ignored TypeError on the way out.
+    """
+    with _vocab_lock:
+        for vocabulary in _vocabularies.values():
+            vocabulary.close()
+        _vocabularies.clear()
+    current = _resident
+    if current is not None:
+        current.close()
+
+
+atexit.register(_release_at_exit)
 
 
 def _load_vocabulary(path: Path) -> Any:
