@@ -88,3 +88,21 @@ def test_a_bad_config_file_is_reported_not_a_traceback(isolated_home: Path) -> N
     result = runner.invoke(cli, ["list"])
     assert result.exit_code == 1
     assert "unknown setting chunking.size" in result.output
+
+
+def test_the_cli_starts_without_loading_heavy_libraries() -> None:
+    """`longread --help` stays fast: llama_cpp, torch, faiss and pypdf load only when used."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    heavy = ("llama_cpp", "torch", "sentence_transformers", "faiss", "pypdf", "numpy")
+    probe = (
+        "import sys, main; main.cli(['--help'], standalone_mode=False);"
+        f" print('loaded:' + ','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "loaded:", result.stdout
