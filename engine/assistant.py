@@ -116,7 +116,7 @@ class Assistant:
     def index_store(self) -> IndexStore:
         """The per-document search indexes (loads the embedder only when it must embed)."""
         if self._index_store is None:
-            from retrieval.embedder import SentenceTransformerEmbedder
+            from retrieval.dense import SentenceTransformerEmbedder
             from retrieval.index_store import IndexStore
             from retrieval.windows import ChunkEncoder
 

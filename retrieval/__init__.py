@@ -3,7 +3,7 @@
 Per-document indexes live as plain files under `<home>/indexes/` (index_store.py); chunks
 longer than the embedder reads are embedded in windows (windows.py), once per chunk content
 (embedding_cache.py); `hybrid.Searcher` answers a query over one document, several, or the
-whole library. Nothing here talks to an LLM, prints, or
-imports anything of ours but `ingest/`; sentence_transformers/torch (embedder.py) and faiss
-(dense.py) are imported lazily, each in one module, so importing this package stays cheap.
+whole library. Nothing here talks to an LLM, prints, or imports anything of ours but
+`ingest/`; sentence_transformers (with torch) and faiss are imported only in dense.py,
+lazily, so importing this package stays cheap.
 """

@@ -32,7 +32,8 @@ from pathlib import Path
 from ingest.library import Library
 from ingest.pipeline import AddStatus, add_file
 from ingest.types import ChunkSettings, Document
-from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.dense import SentenceTransformerEmbedder
+from retrieval.embedder import Embedder
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore
 from retrieval.types import IndexProgress, SearchMode

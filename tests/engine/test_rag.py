@@ -433,7 +433,7 @@ def test_the_bundled_model_answers_a_planted_fact_from_retrieved_passages(
     from ingest.types import ChunkSettings
     from models.catalog import bundled_model_path, load_profile
     from models.errors import ModelNotFoundError
-    from retrieval.embedder import SentenceTransformerEmbedder
+    from retrieval.dense import SentenceTransformerEmbedder
     from retrieval.hybrid import Searcher
     from retrieval.index_store import IndexStore
     from retrieval.windows import ChunkEncoder

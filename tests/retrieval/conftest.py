@@ -12,7 +12,7 @@ import pytest
 
 from ingest.library import Library
 from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format
-from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.dense import SentenceTransformerEmbedder
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore
 from retrieval.windows import ChunkEncoder

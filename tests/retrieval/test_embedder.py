@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.library import Library
-from retrieval.embedder import BUNDLED_NAME, SentenceTransformerEmbedder, bundled_model_dir
+from retrieval.dense import BUNDLED_NAME, SentenceTransformerEmbedder, bundled_model_dir
 from retrieval.errors import EmbedderError
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore

@@ -9,8 +9,8 @@ import sys
 from tests.conftest import REPO_ROOT
 
 HEAVY_OWNERS = {
-    "sentence_transformers": "retrieval/embedder.py",
-    "torch": "retrieval/embedder.py",
+    "sentence_transformers": "retrieval/dense.py",
+    "torch": "retrieval/dense.py",
     "faiss": "retrieval/dense.py",
 }
 PACKAGES = ["app", "engine", "ingest", "models", "retrieval"]

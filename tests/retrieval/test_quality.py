@@ -21,7 +21,7 @@ from ingest.chunker import chunk_document
 from ingest.library import Library, document_id
 from ingest.normalize import TextBuilder, normalize
 from ingest.types import ChunkSettings, Document, Format, SectionKind
-from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.dense import SentenceTransformerEmbedder
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore
 from retrieval.types import Pooling, SearchMode
