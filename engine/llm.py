@@ -9,8 +9,9 @@ generation statistics, the cached-prefix hint) and `drain`, which runs a stream 
 What does not: prompts (engine/prompts.py), context planning (engine/planner.py), any model
 code or import of llama_cpp.
 
-A stream is an iterator of `TextPiece`s that always ends with exactly one `Done`, also when
-it was cancelled or ran out of room. Errors are `EngineError`s (engine/llm_errors.py).
+A stream is an iterator of `PrefillProgress` events (while the prompt is read) and then
+`TextPiece`s, and it always ends with exactly one `Done`, also when it was cancelled (between
+tokens, or in the middle of a prefill) or ran out of room. Errors are `EngineError`s (engine/llm_errors.py).
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ class GenerationStats:
 
 
 @dataclass(frozen=True)
+class PrefillProgress:
+    """Prompt tokens in the KV cache so far (`done` of `total`), yielded between prefill
+    batches before the first `TextPiece`, so a UI can show a long prefill moving."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class TextPiece:
     """A piece of the answer, as soon as it decodes to whole characters."""
 
@@ -98,7 +108,7 @@ class Done:
     stats: GenerationStats
 
 
-StreamEvent = TextPiece | Done
+StreamEvent = PrefillProgress | TextPiece | Done
 
 
 @dataclass(frozen=True)

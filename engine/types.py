@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from models.types import SizeClass
+
 
 class Backend(StrEnum):
     """Where llama.cpp runs the model."""
@@ -80,12 +82,21 @@ class Strategy(StrEnum):
     RAG = "rag"
 
 
-class AskMode(StrEnum):
-    """What `ask` was told: a strategy, or `auto` to let the router choose."""
+class QuestionType(StrEnum):
+    """What a question asks for, in LaRA's terms (plus `global`), as the router reads it."""
 
-    AUTO = "auto"
-    LONG = "long"
-    RAG = "rag"
+    LOCATION = "location"  # a specific detail: who, what, when, where, "is X mentioned?"
+    REASONING = "reasoning"  # why or how: motives, causes, what something shows
+    COMPARISON = "comparison"  # between characters, parts or documents
+    GLOBAL = "global"  # the whole text: summarize, themes, how something develops
+
+
+class ContextFit(StrEnum):
+    """How a whole document fits a model's window."""
+
+    NATIVE = "native"  # inside the trained window, unscaled
+    SCALED = "scaled"  # only with RoPE scaling (and maybe a quantized KV cache)
+    TOO_LONG = "too-long"  # not even with the largest scaling allowed
 
 
 class Verdict(StrEnum):
@@ -96,21 +107,65 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class ContextFacts:
+    """What the router knows about a document on a model before choosing a strategy.
+
+    `cold_prefill_seconds` is the planner's estimate for reading the whole document with
+    nothing cached; `kv_cached` says a saved KV state of it exists for this model, which
+    makes long context cheap for a follow-up.
+    """
+
+    document_tokens: int
+    window_tokens: int  # the model's trained window
+    fit: ContextFit
+    rope_factor: float  # of the whole-document plan (1.0 unscaled)
+    cold_prefill_seconds: float
+    latency_budget_seconds: float
+    kv_cached: bool
+    size_class: SizeClass
+    beacons_built: bool
+    retrieval_window_tokens: int  # the window a retrieval answer runs in
+
+
+@dataclass(frozen=True)
 class Route:
-    """The strategy picked for a question, and why."""
+    """The strategy picked for a question, the question's type, the facts used, and why.
+
+    `reason` is one sentence a person can read; `forced` is true when the person chose the
+    strategy (`--mode`), so the router's table was not consulted for it.
+    """
 
     strategy: Strategy
-    reasons: tuple[str, ...]
+    question_type: QuestionType
+    reason: str
+    facts: ContextFacts | None = None
+    forced: bool = False
 
 
 @dataclass(frozen=True)
 class Citation:
-    """A place in a document an answer rests on: its location label and a short snippet."""
+    """A place in a document an answer rests on: its location label, a short snippet, and
+    the character span (`start`, `end`) of the passage in the document's text, so a UI can
+    show and highlight it."""
 
     document_id: str
     location: str
     snippet: str
+    start: int
+    end: int
     chunk_ordinal: int | None = None
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Whether an answer's named things, numbers and content words occur in what the model
+    was shown: the model-independent "unanswerable" signal (the bundled model never
+    declines). `score` is the share of the answer's content terms found, 0..1; `missing`
+    the terms not found."""
+
+    supported: bool
+    score: float
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +198,15 @@ class Answer:
     plan: ContextPlan | None = None
     layout: PromptLayout | None = None
     cancelled: bool = False
+    route: Route | None = None
+    grounding: Grounding | None = None
+    attempts: tuple[Answer, ...] = ()
+    """Earlier attempts at this question (Self-Route: a retrieval answer that declined or
+    was not supported by its passages), oldest first; empty when the first answer stood."""
+
+    @property
+    def escalated(self) -> bool:
+        return bool(self.attempts)
 
 
 @dataclass(frozen=True)
@@ -162,9 +226,42 @@ class SourcesFound:
     citations: tuple[Citation, ...]
 
 
+class PrepStage(StrEnum):
+    """The slow steps before an answer's first token."""
+
+    INDEX = "index"  # building a search index (chunks embedded)
+    MODEL = "model"  # loading the model
+    PREFILL = "prefill"  # reading the prompt into the KV cache (tokens)
+
+
+@dataclass(frozen=True)
+class Preparing:
+    """Progress of a slow step: `done` of `total` units (chunks, tokens; 0 of 1 for a step
+    that cannot count, like a model load, then 1 of 1)."""
+
+    stage: PrepStage
+    done: int
+    total: int
+    detail: str = ""
+
+
 @dataclass(frozen=True)
 class AnswerToken:
+    """A piece of the answer. `attempt` counts from 1; a token of attempt 2 follows an
+    `Escalated` event, and what attempt 1 wrote was an attempt, not the answer."""
+
     text: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Escalated:
+    """The answer so far (`attempt`) is set aside and the question asked again with
+    `route` (Self-Route): the first answer declined or was not supported by its text."""
+
+    attempt: Answer
+    route: Route
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -172,4 +269,6 @@ class AnswerDone:
     answer: Answer
 
 
-AnswerEvent = RouteChosen | PlanChosen | SourcesFound | AnswerToken | AnswerDone
+AnswerEvent = (
+    RouteChosen | PlanChosen | Preparing | SourcesFound | AnswerToken | Escalated | AnswerDone
+)
