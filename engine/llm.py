@@ -11,7 +11,8 @@ code or import of llama_cpp.
 
 A stream is an iterator of `PrefillProgress` events (while the prompt is read) and then
 `TextPiece`s, and it always ends with exactly one `Done`, also when it was cancelled (between
-tokens, or in the middle of a prefill) or ran out of room. Errors are `EngineError`s (engine/llm_errors.py).
+tokens, or in the middle of a prefill) or ran out of room. Errors are `EngineError`s
+(engine/llm_errors.py).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class FinishReason(StrEnum):
 
     STOP = "stop"  # the model ended its turn, or a stop string appeared
     LENGTH = "length"  # max_tokens reached, or the context is full
-    CANCELLED = "cancelled"  # the cancel event was set (checked between tokens)
+    CANCELLED = "cancelled"  # the cancel event was set (honoured mid-prefill and between tokens)
 
 
 @dataclass(frozen=True)
@@ -228,3 +229,8 @@ class LLMRuntime(Protocol):
         threads: int | None,
         kv_store: KVStateStore | None,
     ) -> LLM: ...
+
+    def close(self) -> None:
+        """Free whatever the runtime holds (the resident model, cached vocabularies).
+        Safe to call twice; a later `load` loads again."""
+        ...

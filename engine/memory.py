@@ -4,7 +4,7 @@ On CPU the budget is the RAM available now (Linux: `MemAvailable` from /proc/mem
 counts reclaimable page cache; elsewhere psutil when it happens to be installed, then
 `os.sysconf`, then a conservative default) minus a safety margin for everything else the
 process and the system keep allocating. On CUDA the budget is free VRAM minus a margin;
-this module does not query the GPU: `engine/llamacpp.py`, the only module that imports
+this module does not query the GPU: `engine/llamacpp/`, the only module that imports
 llama_cpp, reports the free and total VRAM and passes the numbers to `vram_budget`. On
 Metal, memory is unified, so without a VRAM figure the RAM budget stands in.
 
@@ -138,7 +138,7 @@ def ram_budget(
 
 
 def vram_budget(free_vram_bytes: int, total_vram_bytes: int | None = None) -> MemoryBudget:
-    """The GPU budget from the figures `engine/llamacpp.py` reports: free VRAM less a margin
+    """The GPU budget from the figures `engine/llamacpp/` reports: free VRAM less a margin
     of the larger of 512 MiB and 5% of the card (of the free VRAM when the total is unknown)."""
     if free_vram_bytes < 0:
         raise ValueError(f"free VRAM cannot be negative: {free_vram_bytes}")
@@ -162,5 +162,21 @@ def memory_budget(
     if backend is Backend.METAL:
         return ram_budget(meminfo_path=meminfo_path)
     raise ValueError(
-        "a CUDA budget needs the free VRAM, which engine/llamacpp.py reports from the backend"
+        "a CUDA budget needs the free VRAM, which engine/llamacpp/ reports from the backend"
     )
+
+
+def planning_budget(
+    backend: Backend,
+    configured_mb: int,
+    gpu_memory: Callable[[], tuple[int, int] | None],
+) -> int:
+    """Bytes a context plan may use: `configured_mb` when set, else free VRAM less a margin
+    on a GPU backend (`gpu_memory` asks the backend), else the RAM budget."""
+    if configured_mb:
+        return configured_mb * 2**20
+    vram = gpu_memory() if backend is not Backend.CPU else None
+    if vram is None:
+        # No VRAM figure: plan within RAM (unified memory on Metal; a safe floor on CUDA).
+        return memory_budget(Backend.CPU).bytes
+    return memory_budget(backend, *vram).bytes

@@ -3,8 +3,10 @@
 It goes through the same seam as the real backend, so code under test cannot tell the
 difference except in speed and wit: it answers from a script (a list of answers used in
 turn, the last one repeated, or a function of the messages), counts a token per
-whitespace-separated word, streams an answer a word at a time, honours `max_tokens`, stop
-strings and the cancel event between words, raises `ContextOverflowError` for prompts
+whitespace-separated word, reports its "prefill" as `PrefillProgress` events (one per
+`PREFILL_STEP` evaluated words, and a final one; none when nothing is evaluated), streams an
+answer a word at a time, honours `max_tokens`, stop strings and the cancel event between
+progress events and between words, raises `ContextOverflowError` for prompts
 longer than its context, and imitates prefix reuse and saved document states closely
 enough for statistics-reading code to be tested. Every call is recorded.
 
@@ -27,6 +29,7 @@ from engine.llm import (
     Done,
     FinishReason,
     GenerationStats,
+    PrefillProgress,
     StreamEvent,
     TextPiece,
 )
@@ -35,6 +38,9 @@ from engine.types import Backend, ContextPlan
 from models.types import ModelProfile
 
 Script = Sequence[str] | Callable[[Sequence[ChatMessage]], str]
+
+PREFILL_STEP = 64
+"""Words per fake prefill batch: a `PrefillProgress` after each."""
 
 
 @dataclass
@@ -212,31 +218,66 @@ class FakeLLM:
         with self._exclusive():
             document_id = call.prefix.document_id if call.prefix else None
             evaluated, loaded, saved = self._take(tokens, prefix_tokens, document_id)
-            prefill = time.perf_counter() - started
-            answer = self._next_answer(call.messages)
-            cut = _first_stop(answer, call.stop)
-            words = _pieces(answer[:cut] if cut is not None else answer)
-            reason = FinishReason.STOP
-            if cut is None and len(words) > call.max_tokens:
-                words, reason = words[: call.max_tokens], FinishReason.LENGTH
-            emitted: list[str] = []
-            first: float | None = None
-            for word in words:
+            reused = len(tokens) - evaluated
+            in_cache = reused
+            while evaluated and in_cache < len(tokens):
                 if cancel is not None and cancel.is_set():
-                    reason = FinishReason.CANCELLED
                     break
-                if self.delay:
-                    time.sleep(self.delay)
-                if first is None:
-                    first = time.perf_counter() - started
-                emitted.append(word)
-                self._held.append(word)
-                yield TextPiece(word)
-            total = time.perf_counter() - started
-            stats = _stats(len(tokens), evaluated, loaded, saved, prefill, len(emitted), total)
-            stats = replace(stats, first_token_seconds=first)
-            call.stats, call.reason = stats, reason
-        yield Done("".join(emitted), reason, stats)
+                in_cache = min(in_cache + PREFILL_STEP, len(tokens))
+                yield PrefillProgress(in_cache, len(tokens))
+            if in_cache < len(tokens):  # cancelled during the prefill
+                # Like the real backend: the cache keeps the finished batches, and a
+                # document prefix cut short is not saved.
+                self._held = tokens[:in_cache]
+                if saved and document_id and prefix_tokens and in_cache < len(prefix_tokens):
+                    self.saved_states.discard((document_id, tuple(prefix_tokens)))
+                    saved = False
+                elapsed = time.perf_counter() - started
+                stats = _stats(len(tokens), in_cache - reused, loaded, saved, elapsed, 0, elapsed)
+                call.stats, call.reason = stats, FinishReason.CANCELLED
+                final = Done("", FinishReason.CANCELLED, stats)
+            else:
+                final = yield from self._answer(
+                    call, tokens, cancel, started, evaluated, loaded, saved
+                )
+        yield final
+
+    def _answer(
+        self,
+        call: FakeCall,
+        tokens: list[str],
+        cancel: threading.Event | None,
+        started: float,
+        evaluated: int,
+        loaded: bool,
+        saved: bool,
+    ) -> Generator[StreamEvent, None, Done]:
+        """Stream the scripted answer a word at a time; the `Done` to end with."""
+        prefill = time.perf_counter() - started
+        answer = self._next_answer(call.messages)
+        cut = _first_stop(answer, call.stop)
+        words = _pieces(answer[:cut] if cut is not None else answer)
+        reason = FinishReason.STOP
+        if cut is None and len(words) > call.max_tokens:
+            words, reason = words[: call.max_tokens], FinishReason.LENGTH
+        emitted: list[str] = []
+        first: float | None = None
+        for word in words:
+            if cancel is not None and cancel.is_set():
+                reason = FinishReason.CANCELLED
+                break
+            if self.delay:
+                time.sleep(self.delay)
+            if first is None:
+                first = time.perf_counter() - started
+            emitted.append(word)
+            self._held.append(word)
+            yield TextPiece(word)
+        total = time.perf_counter() - started
+        stats = _stats(len(tokens), evaluated, loaded, saved, prefill, len(emitted), total)
+        stats = replace(stats, first_token_seconds=first)
+        call.stats, call.reason = stats, reason
+        return Done("".join(emitted), reason, stats)
 
 
 def _common(held: Sequence[str], tokens: Sequence[str]) -> int:
@@ -318,3 +359,6 @@ class FakeRuntime:
         self.loads.append(plan)
         self.llm.context_size = plan.n_ctx
         return self.llm
+
+    def close(self) -> None:
+        self.llm.close()

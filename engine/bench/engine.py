@@ -26,6 +26,7 @@ returns the lines), or measure generation speed or GPU offload.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import statistics
@@ -455,14 +456,16 @@ def _setup(
 ) -> tuple[str, list[ChatMessage], ContextPlan]:
     """The document, the chat asking `question` about it, and the planner's plan (f16 KV,
     the given layout) for that chat."""
-    from engine.llamacpp import count_tokens_with_vocab
+    from engine.llamacpp import Vocabularies
 
-    def count(text: str) -> int:
-        return count_tokens_with_vocab(profile, text)
+    with contextlib.closing(Vocabularies()) as vocabularies:
 
-    document = town_document(count, size)
-    messages, _ = long_context_messages("bench", TOWN, document, question, layout)
-    needed = sum(count(message.content) for message in messages) + PROMPT_OVERHEAD_TOKENS
+        def count(text: str) -> int:
+            return vocabularies.count(profile.path, text)
+
+        document = town_document(count, size)
+        messages, _ = long_context_messages("bench", TOWN, document, question, layout)
+        needed = sum(count(message.content) for message in messages) + PROMPT_OVERHEAD_TOKENS
     settings = PlannerSettings(kv_type=KVCacheType.F16, layout=layout)
     return document, messages, plan_context(profile, needed, _budget(), Backend.CPU, settings)
 

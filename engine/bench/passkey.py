@@ -274,7 +274,7 @@ def run_passkey_benchmark(
     still exercises scaling); None uses the model's own. The default model is the bundled
     one. `question` is what the user turn asks, before and after the document.
     """
-    from engine.llamacpp import LlamaCppLLM, count_tokens_with_vocab  # loads llama.cpp
+    from engine.llamacpp import LlamaCppLLM, Vocabularies  # loads llama.cpp
 
     if runs < 1:
         raise ValueError(f"runs must be at least 1, not {runs}")
@@ -285,8 +285,10 @@ def run_passkey_benchmark(
     if trained_context is not None:
         profile = replace(profile, context_length=trained_context)
 
+    vocabularies = Vocabularies()  # one vocabulary load for every count; freed with it
+
     def count(text: str) -> int:
-        return count_tokens_with_vocab(profile, text)
+        return vocabularies.count(profile.path, text)
 
     repetitions = repetitions_for(count, target_tokens, question)
     rng = random.Random(seed)

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,15 +26,15 @@ from engine.llamacpp import (
     ROPE_SCALING_LINEAR,
     ROPE_SCALING_YARN,
     LlamaCppLLM,
-    _StopScanner,
+    LlamaCppRuntime,
+    StopScanner,
+    can_serve,
     detect_backend,
-    get_llm,
     gpu_memory,
     gpu_offload_supported,
     llama_kwargs,
     parse_kv_buffer_bytes,
     recent_log_lines,
-    resident,
 )
 from engine.llm import (
     LLM,
@@ -42,6 +43,7 @@ from engine.llm import (
     Done,
     FinishReason,
     GenerationStats,
+    PrefillProgress,
     Role,
     StreamEvent,
     TextPiece,
@@ -250,19 +252,19 @@ def test_kv_buffer_lines_are_summed() -> None:
 
 
 def test_stop_scanner_holds_back_a_possible_stop_and_cuts_at_one() -> None:
-    scanner = _StopScanner(["\nUser:"])
+    scanner = StopScanner(["\nUser:"])
     assert scanner.feed("Hello") == ("Hello", False)
     assert scanner.feed(" there\nUs") == (" there", False)
     assert scanner.feed("er: next") == ("", True)
     assert scanner.matched
 
-    scanner = _StopScanner(["END"])
+    scanner = StopScanner(["END"])
     assert scanner.feed("the EN") == ("the ", False)
     assert scanner.feed("d") == ("ENd", False)
     assert scanner.feed("E") == ("", False)
     assert scanner.flush() == "E"
 
-    assert _StopScanner([]).feed("anything") == ("anything", False)
+    assert StopScanner([]).feed("anything") == ("anything", False)
 
 
 def test_stats_speed_counts_only_the_decode_time() -> None:
@@ -304,6 +306,7 @@ def test_fake_llm_follows_the_protocol_and_streams_its_script() -> None:
     fake = FakeLLM(answers=["first answer here", "second"])
     assert isinstance(fake, LLM)
     events = list(fake.stream_chat([user("hello there")], max_tokens=10))
+    assert events[0] == PrefillProgress(4, 4)  # "<|user|> hello there <|assistant|>"
     assert [e.text for e in events if isinstance(e, TextPiece)] == ["first", " answer", " here"]
     done = events[-1]
     assert isinstance(done, Done) and done.text == "first answer here"
@@ -320,7 +323,7 @@ def test_fake_llm_limits_stops_cancels_and_overflows() -> None:
     assert drain(fake.stream_chat([user("q")], stop=[" three"])).text == "one two"
     cancel = threading.Event()
     stream = fake.stream_chat([user("q")], cancel=cancel)
-    assert next(stream) == TextPiece("one")
+    assert next(stream) == TextPiece("one")  # the prompt was already held: no prefill
     cancel.set()
     done = drain(stream)
     assert done.reason is FinishReason.CANCELLED and done.text == "one"
@@ -346,12 +349,31 @@ def test_fake_llm_imitates_prefix_reuse_and_saved_states() -> None:
     assert third.state_loaded and third.evaluated_tokens == third.prompt_tokens - held == 4
 
 
+def test_fake_llm_reports_prefill_progress_and_cancels_within_it() -> None:
+    fake = FakeLLM()
+    prefix = [system("sys"), user("word " * 150)]
+    events = list(fake.stream_chat([*prefix, user("q")], prefix=CachedPrefix("d", 2)))
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    total = fake.count_chat_tokens([*prefix, user("q")])
+    assert [p.done for p in progress] == [64, 128, total] and {p.total for p in progress} == {total}
+
+    cancel = threading.Event()
+    fresh = FakeLLM()
+    stream = fresh.stream_chat([*prefix, user("q")], prefix=CachedPrefix("d", 2), cancel=cancel)
+    assert next(stream) == PrefillProgress(64, total)
+    cancel.set()
+    done = drain(stream)
+    assert done.reason is FinishReason.CANCELLED and done.text == ""
+    assert done.stats.evaluated_tokens == 64 and not done.stats.state_saved
+    assert fresh.saved_states == set()  # a document cut short is not saved
+
+
 def test_fake_llm_scripted_failure_busy_and_close() -> None:
     fake = FakeLLM(fail_with=GenerationError("boom"))
     with pytest.raises(GenerationError, match="boom"):
         drain(fake.stream_chat([user("q")]))
     first = fake.stream_chat([user("q")])
-    next(first)
+    next(first)  # holds the fake from its first prefill event on
     with pytest.raises(EngineBusyError):
         next(fake.stream_chat([user("q")]))
     first.close()
@@ -376,10 +398,14 @@ def llm(store: KVStateStore) -> Iterator[LlamaCppLLM]:
 
 
 def collect(stream: Iterator[StreamEvent]) -> tuple[list[str], Done]:
+    """The text pieces and the Done of a stream, checking the order: progress, text, Done."""
     events = list(stream)
     assert isinstance(events[-1], Done)
-    assert all(isinstance(event, TextPiece) for event in events[:-1])
-    return [e.text for e in events[:-1] if isinstance(e, TextPiece)], events[-1]
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    pieces = [e.text for e in events if isinstance(e, TextPiece)]
+    assert events[: len(progress)] == progress  # every progress event before any text
+    assert len(progress) + len(pieces) == len(events) - 1
+    return pieces, events[-1]
 
 
 @pytest.mark.model
@@ -575,7 +601,7 @@ def test_cancelling_stops_between_tokens_and_frees_the_model(llm: LlamaCppLLM) -
         if isinstance(event, TextPiece):
             pieces += 1
             cancel.set()  # the stream must notice before decoding another token
-        else:
+        elif isinstance(event, Done):
             done = event
     assert done is not None and done.reason is FinishReason.CANCELLED
     assert pieces == 1 and done.stats.generated_tokens <= 2
@@ -657,11 +683,12 @@ def test_a_corrupt_model_file_is_named(
 @pytest.mark.model
 def test_a_plan_llama_cpp_cannot_build_says_why() -> None:
     plan = make_plan(1024, KVCacheType.Q8_0, flash_attn=False)  # quantized V needs flash-attn
+    runtime = LlamaCppRuntime()
     with pytest.raises(ModelLoadError) as caught:
-        LlamaCppLLM(bundled_profile(), plan)
+        runtime.load(bundled_profile(), plan, threads=None, kv_store=None)
     message = str(caught.value)
     assert "could not build a context" in message and "flash_attn" in message
-    assert resident() is None
+    assert runtime.resident is None and runtime.loads == 0
 
 
 @pytest.mark.model
@@ -745,22 +772,200 @@ def test_a_yarn_plan_loads_applies_the_scale_and_generates() -> None:
     )
 
 
+# -- the runtime: one resident model, reused when it fits -------------------------------
+
+
+def test_a_resident_model_serves_plans_it_computes_the_same_way() -> None:
+    profile = bundled_profile(Path("/m.gguf"))
+    big = make_plan(4096)
+    assert can_serve((profile, big, 2), (profile, make_plan(2048), 2))  # a smaller window
+    assert not can_serve((profile, make_plan(2048), 2), (profile, big, 2))  # a larger one
+    assert not can_serve((profile, big, 2), (profile, big, 3))  # other threads
+    other = bundled_profile(Path("/other.gguf"))
+    assert not can_serve((profile, big, None), (other, big, None))
+    for different in (
+        make_plan(4096, KVCacheType.Q8_0, flash_attn=True),
+        make_plan(4096, flash_attn=True),
+        make_plan(4096, rope_method=RopeMethod.LINEAR, rope_freq_scale=0.5),
+        make_plan(4096, rope_method=RopeMethod.NTK, rope_freq_base=283_000.0),
+        make_plan(4096, rope_method=RopeMethod.YARN, rope_freq_scale=0.5, yarn_orig_ctx=8192),
+        replace(big, gpu_layers=4),
+    ):
+        assert not can_serve((profile, big, None), (profile, different, None))
+    assert can_serve((profile, big, None), (profile, replace(big, tokens_needed=7), None))
+
+
 @pytest.mark.model
-def test_one_model_is_resident_at_a_time() -> None:
+def test_the_runtime_reuses_a_compatible_resident_model_and_replaces_another() -> None:
     profile = bundled_profile()
-    first = get_llm(profile, make_plan(1024))
+    runtime = LlamaCppRuntime()
     try:
-        assert resident() is first
-        # A plan differing only in what llama.cpp never sees shares the model.
-        same = get_llm(profile, replace(make_plan(1024), tokens_needed=7, reason="other"))
-        assert same is first
-        second = get_llm(profile, make_plan(512))
-        assert second is not first and resident() is second
+        first = runtime.load(profile, make_plan(1024), threads=None, kv_store=None)
+        assert runtime.resident is first and runtime.loads == 1
+        # A smaller window, and fields llama.cpp never sees: the resident model serves them.
+        smaller = replace(make_plan(512), tokens_needed=7, reason="a retrieval question")
+        same = runtime.load(profile, smaller, threads=None, kv_store=None)
+        assert same is first and runtime.loads == 1 and runtime.last_load_reused
+        assert same.context_size == 1024  # the resident's window, not the plan's
+        assert runtime.count_tokens(profile, "hello world") == 2  # counted by the resident
+
+        quantized = make_plan(1024, KVCacheType.Q8_0, flash_attn=True)
+        second = runtime.load(profile, quantized, threads=None, kv_store=None)
+        assert second is not first and runtime.loads == 2 and not runtime.last_load_reused
+        assert first.closed and runtime.resident is second
         with pytest.raises(GenerationError, match="closed"):
             first.count_tokens("hello")
-        assert second.count_tokens("hello world") == 2
+
+        linear = make_plan(1024, KVCacheType.Q8_0, True, RopeMethod.LINEAR, rope_freq_scale=0.5)
+        third = runtime.load(profile, linear, threads=None, kv_store=None)
+        assert third is not second and second.closed and runtime.loads == 3
+        assert drain(third.stream_chat([user("Hi")], max_tokens=2)).stats.generated_tokens > 0
     finally:
-        current = resident()
-        if current is not None:
-            current.close()
-    assert resident() is None
+        runtime.close()
+
+
+@pytest.mark.model
+def test_closing_the_runtime_frees_the_resident_model_and_the_vocabulary() -> None:
+    profile = bundled_profile()
+    runtime = LlamaCppRuntime()
+    assert runtime.count_tokens(profile, "hello world") == 2  # a vocab-only load, kept
+    llm = runtime.load(profile, make_plan(512), threads=None, kv_store=None)
+    runtime.close()
+    assert runtime.resident is None and llm.closed
+    with pytest.raises(GenerationError, match="closed"):
+        llm.stream_chat([user("Hello")])
+    runtime.close()  # twice is fine
+    # Still usable: counting loads the vocabulary again, loading loads a model again.
+    assert runtime.count_tokens(profile, "hello world") == 2
+    again = runtime.load(profile, make_plan(512), threads=None, kv_store=None)
+    assert again is not llm and runtime.loads == 2
+    runtime.close()
+    assert again.closed
+
+
+# -- prefill progress and cancelling a prefill ---------------------------------------------
+
+
+@pytest.mark.model
+def test_prefill_progress_rises_to_the_prompt_and_a_cached_prompt_reports_once(
+    llm: LlamaCppLLM,
+) -> None:
+    messages = [*document_prefix(long_document(3)), user("What does the mill grind?")]
+    events = list(llm.stream_chat(messages, max_tokens=4))
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    done = events[-1]
+    assert isinstance(done, Done)
+    total = done.stats.prompt_tokens
+    assert total > 600  # more than one 512-token batch
+    assert len(progress) >= 2
+    assert all(p.total == total for p in progress)
+    dones = [p.done for p in progress]
+    assert dones == sorted(dones) and len(set(dones)) == len(dones)
+    assert dones[-1] == total
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextPiece))
+    assert first_text > events.index(progress[-1])  # all progress before the first text
+
+    # The same prompt again: all of it is in the cache; only its last token is evaluated
+    # (for fresh logits), so the one event says the prompt is complete.
+    again = [e for e in llm.stream_chat(messages, max_tokens=2) if isinstance(e, PrefillProgress)]
+    assert again == [PrefillProgress(total, total)]
+
+
+@pytest.mark.model
+def test_cancel_stops_a_long_prefill_mid_batch_and_saves_nothing(store: KVStateStore) -> None:
+    prefix = document_prefix(long_document(12))
+    messages = [*prefix, user("When was the wheel of the mill replaced?")]
+    hint = CachedPrefix("village-long", len(prefix))
+    with LlamaCppLLM(bundled_profile(), make_plan(4096), kv_store=store) as llm:
+        total = llm.count_chat_tokens(messages)
+        assert 2500 <= total <= 3500
+        cancel = threading.Event()
+        set_at: list[float] = []
+
+        def cancel_now() -> None:
+            set_at.append(time.perf_counter())
+            cancel.set()
+
+        timer = threading.Timer(0.5, cancel_now)
+        timer.start()
+        try:
+            events = list(llm.stream_chat(messages, max_tokens=8, cancel=cancel, prefix=hint))
+        finally:
+            timer.cancel()
+        ended = time.perf_counter()
+        done = events[-1]
+        assert isinstance(done, Done)
+        if done.stats.evaluated_tokens == total:
+            pytest.skip("this machine prefilled the whole prompt before the cancel came")
+        assert set_at, "the stream ended before the cancel was set"
+        latency = ended - set_at[0]
+        print(f"\n[cancel] {total}-token prefill: stream ended {latency:.3f} s after the cancel")
+        assert done.reason is FinishReason.CANCELLED and done.text == ""
+        assert latency < 2.0
+        progress = [e for e in events if isinstance(e, PrefillProgress)]
+        assert all(p.done <= p.total == total for p in progress)
+        assert not any(isinstance(e, TextPiece) for e in events)
+        assert not done.stats.state_saved
+        assert store.entries() == []  # nothing saved for the cut document
+        assert done.stats.evaluated_tokens % 512 == 0  # only whole batches count
+        assert _cache_agrees_with_llama(llm)
+
+        # Again, cancelled half a second after the first batch is in: the cache keeps the
+        # finished batches (and Llama's record agrees), the document is still not saved.
+        cancel = threading.Event()
+        timer = threading.Timer(0.5, cancel.set)
+        events = []
+        for event in llm.stream_chat(messages, max_tokens=8, cancel=cancel, prefix=hint):
+            events.append(event)
+            if isinstance(event, PrefillProgress) and timer.ident is None:  # not started yet
+                timer.start()
+        timer.cancel()
+        done = events[-1]
+        assert isinstance(done, Done)
+        if done.stats.evaluated_tokens < total:
+            assert done.reason is FinishReason.CANCELLED
+            kept = [e.done for e in events if isinstance(e, PrefillProgress)]
+            assert kept and kept[-1] == done.stats.evaluated_tokens == llm._llama.n_tokens
+            print(f"[cancel] second try: {kept[-1]} of {total} tokens kept in the cache")
+            assert store.entries() == []
+            assert _cache_agrees_with_llama(llm)
+
+        # The model is fine afterwards.
+        question = "What is the secret code?"
+        planted = [
+            system("Answer the question using the document."),
+            user(
+                f"Question: {question}\n\nDocument:\n{planted_document()}\n\nQuestion: {question}"
+            ),
+        ]
+        answer = drain(llm.stream_chat(planted, max_tokens=24))
+        assert answer.reason is not FinishReason.CANCELLED and "73915" in answer.text
+        assert answer.stats.backend_evaluated_tokens == answer.stats.evaluated_tokens
+
+
+@pytest.mark.model
+def test_the_python_abort_callback_also_stops_a_prefill(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.llamacpp import abort
+
+    monkeypatch.setattr(abort, "_c_flag_reader", lambda llama_cpp: None)  # no libc strlen
+    with LlamaCppLLM(bundled_profile(), make_plan(2048)) as llm:
+        cancel = threading.Event()
+        timer = threading.Timer(0.3, cancel.set)
+        timer.start()
+        try:
+            done = drain(llm.stream_chat([user(long_document(4))], max_tokens=4, cancel=cancel))
+        finally:
+            timer.cancel()
+        assert done.reason is FinishReason.CANCELLED
+        assert done.stats.evaluated_tokens < done.stats.prompt_tokens
+        assert _cache_agrees_with_llama(llm)
+        assert drain(llm.stream_chat([user("Hi")], max_tokens=2)).stats.generated_tokens > 0
+
+
+def _cache_agrees_with_llama(llm: LlamaCppLLM) -> bool:
+    """Whether llama.cpp's KV cache holds exactly the tokens Llama's record says it does."""
+    import llama_cpp
+
+    llama = llm._llama
+    memory = llama_cpp.llama_get_memory(llama.ctx)
+    return bool(llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1 == llama.n_tokens)
