@@ -3,8 +3,9 @@
 META-INF/container.xml names the package document (OPF); its manifest lists the files and
 its spine their reading order. Each spine document with text becomes one CHAPTER section,
 labelled from the table of contents (EPUB 3 nav document, else EPUB 2 NCX), else by its first
-heading, else "Section N". The title is the package's dc:title. Chapter text is extracted by
-`ingest.html.parse_html`.
+heading, else "Section N"; documents with neither that come before the first titled one (a
+title page, a copyright page) are FRONT sections instead. The title is the package's
+dc:title. Chapter text is extracted by `ingest.html.parse_html`.
 
 It reads only the container, the encryption declaration, the package document, the table of
 contents and the spine documents: never images, fonts, stylesheets or other members. It
@@ -28,6 +29,7 @@ from xml.etree import ElementTree
 from ingest.errors import DamagedFileError, EmptyFileError, IngestError
 from ingest.html import ParsedHtml, decode_markup, parse_html
 from ingest.normalize import TextBuilder, normalize
+from ingest.text import lead_label
 from ingest.types import ExtractedText, Format, ReadOptions, ReadProgress, SectionKind
 
 _CONTAINER = "META-INF/container.xml"
@@ -65,19 +67,24 @@ class _Package:
 def read_epub(
     data: bytes, name: str, options: ReadOptions
 ) -> Generator[ReadProgress, None, ExtractedText]:
-    """Read an EPUB: one CHAPTER section per spine document with text, progress per document."""
+    """Read an EPUB: one section per spine document with text, progress per document."""
     with _open_archive(data, name) as archive:
         _refuse_drm(archive, name)
         package = _read_package(archive, name)
         titles = _toc_titles(archive, package)
         builder = TextBuilder()
         chapters = 0
+        titled_yet = False
         for done, item in enumerate(package.spine, start=1):
             parsed = _read_chapter(archive, item, name)
             if parsed is not None and normalize(parsed.text):
                 chapters += 1
-                label = titles.get(item.path) or parsed.first_heading or f"Section {chapters}"
-                builder.add(label, SectionKind.CHAPTER, parsed.text)
+                title = titles.get(item.path) or parsed.first_heading or None
+                titled_yet = titled_yet or title is not None
+                if title is None and not titled_yet:
+                    builder.add(lead_label(package.title), SectionKind.FRONT, parsed.text)
+                else:
+                    builder.add(title or f"Section {chapters}", SectionKind.CHAPTER, parsed.text)
             yield ReadProgress(done, len(package.spine))
     if not builder.has_text:
         raise EmptyFileError(f"{name} has no text to read: its chapters are empty or images")

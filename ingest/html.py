@@ -45,7 +45,7 @@ _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-
 
 @dataclass(frozen=True)
 class ParsedHtml:
-    """A page's title and its text in parts: the text before the first heading (a BODY
+    """A page's title and its text in parts: the text before the first heading (a FRONT
     part with an empty label, when there is any) and one HEADING part per heading."""
 
     title: str | None
@@ -83,7 +83,7 @@ def parse_html(markup: str) -> ParsedHtml:
 def read_html(
     data: bytes, name: str, options: ReadOptions
 ) -> Generator[ReadProgress, None, ExtractedText]:
-    """Read an HTML file: one section per heading, the text before them as the body."""
+    """Read an HTML file: one section per heading, the text before them as front matter."""
     parsed = parse_html(decode_markup(data))
     builder = TextBuilder()
     add_parts(builder, [_labelled_lead(part, parsed.title) for part in parsed.parts])
@@ -117,7 +117,7 @@ class _OpenPart:
     def frozen(self) -> TextPart:
         label = _collapse("".join(self.label))[:_MAX_LABEL_LENGTH].strip()
         if self.level == 0:
-            return TextPart("", SectionKind.BODY, "".join(self.text))
+            return TextPart("", SectionKind.FRONT, "".join(self.text))
         return TextPart(label, SectionKind.HEADING, "".join(self.text), self.level)
 
 

@@ -73,6 +73,11 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (document_id, ordinal)
     );
     """,
+    # Version 2: text before the first heading became its own kind, FRONT; until then it was
+    # the only section ever written as BODY.
+    """
+    UPDATE sections SET kind = 'front' WHERE kind = 'body'
+    """,
 )
 
 _DOCUMENT_COLUMNS = (

@@ -10,7 +10,9 @@ the title.
 Plain text is split into chapters where a line on its own says so ("CHAPTER I", "Chapter 12.",
 "STAVE ONE", "BOOK II", "Letter 4", a bare roman numeral in sequence), optionally followed by a
 title line; failing that, into ALL-CAPS headings on their own lines; failing that, it is one
-body section. Markdown is split at ATX ("# Title") and setext headings outside fenced code.
+front-matter section. Markdown is split at ATX ("# Title") and setext headings outside fenced
+code. The text before the first chapter or heading is a FRONT section, labelled with the title
+(else "Start") for display only.
 
 It does not render Markdown (emphasis, links and tables stay as written), does not guess
 encodings beyond the above, and does not try to find a title in text that has no header or
@@ -248,11 +250,12 @@ class TextPart:
     level: int = 1
 
 
+# For display only: front matter is told apart by its kind (SectionKind.FRONT), never by this.
 START_LABEL = "Start"
 
 
 def lead_label(title: str | None) -> str:
-    """The label of the text before the first heading: the title, else "Start"."""
+    """The label of the FRONT part (the text before the first heading): the title, else "Start"."""
     return title.strip() if title and title.strip() else START_LABEL
 
 
@@ -319,17 +322,17 @@ class _Heading:
 def split_chapters(text: str, lead: str = START_LABEL) -> list[TextPart]:
     """Split plain text at its chapter headings (see the module docstring).
 
-    Text before the first chapter is a BODY part labelled `lead`; with no chapters found,
+    Text before the first chapter is a FRONT part labelled `lead`; with no chapters found,
     the whole text is that one part. Heading lines stay in their chapter's text.
     """
     lines = text.splitlines()
     headings = _drop_empty_headings(lines, _find_headings(lines))
     if not headings:
-        return [TextPart(lead, SectionKind.BODY, text)] if text.strip() else []
+        return [TextPart(lead, SectionKind.FRONT, text)] if text.strip() else []
     parts: list[TextPart] = []
     preamble = "\n".join(lines[: headings[0].line])
     if preamble.strip():
-        parts.append(TextPart(lead, SectionKind.BODY, preamble))
+        parts.append(TextPart(lead, SectionKind.FRONT, preamble))
     for heading, following in _with_next(headings):
         end = following.line if following else len(lines)
         parts.append(_chapter_part(lines, heading, end))
@@ -598,7 +601,7 @@ class MarkdownHeading:
 def split_markdown(text: str, lead: str = START_LABEL) -> list[TextPart]:
     """Split Markdown at its headings; each is a HEADING part with its level.
 
-    Text before the first heading is a BODY part labelled `lead`. The heading's own text,
+    Text before the first heading is a FRONT part labelled `lead`. The heading's own text,
     without its "#" marks or underline, opens its part.
     """
     lines = text.splitlines()
@@ -607,7 +610,7 @@ def split_markdown(text: str, lead: str = START_LABEL) -> list[TextPart]:
     first = headings[0].line if headings else len(lines)
     preamble = "\n".join(lines[:first])
     if preamble.strip():
-        parts.append(TextPart(lead, SectionKind.BODY, preamble))
+        parts.append(TextPart(lead, SectionKind.FRONT, preamble))
     for heading, following in _with_next(headings):
         end = following.line if following else len(lines)
         body = "\n".join(lines[heading.line + heading.lines : end])
@@ -698,7 +701,7 @@ def markdown_title(parts: Sequence[TextPart]) -> str | None:
 def read_text(
     data: bytes, name: str, options: ReadOptions
 ) -> Generator[ReadProgress, None, ExtractedText]:
-    """Read a plain text file: one section per chapter, or one body section."""
+    """Read a plain text file: one section per chapter, or one front-matter section."""
     text = decode_text(data)
     title = gutenberg_title(text)
     parts = split_chapters(strip_gutenberg_boilerplate(text), lead_label(title))
@@ -715,7 +718,9 @@ def read_markdown(
     headed = split_markdown(strip_gutenberg_boilerplate(text))
     title = gutenberg_title(text) or markdown_title(headed)
     parts = [
-        TextPart(lead_label(title), part.kind, part.text) if part.kind is SectionKind.BODY else part
+        TextPart(lead_label(title), part.kind, part.text)
+        if part.kind is SectionKind.FRONT
+        else part
         for part in headed
     ]
     extracted = _build(parts, Format.MARKDOWN, title, name)

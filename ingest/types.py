@@ -26,7 +26,12 @@ class SectionKind(StrEnum):
     PAGE = "page"
     CHAPTER = "chapter"
     HEADING = "heading"
+    # Text under no heading of its own. No reader makes it now; libraries written before
+    # FRONT existed hold their front matter as BODY, and still load as such.
     BODY = "body"
+    # The text before the first heading or chapter. Its label (the title, else "Start") is
+    # for display only: it is not a place in the document, so nothing cites it by label.
+    FRONT = "front"
 
 
 @dataclass(frozen=True)

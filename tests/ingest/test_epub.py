@@ -71,7 +71,20 @@ def test_a_chapter_missing_from_the_toc_takes_its_heading(version: int) -> None:
 
 def test_a_chapter_without_toc_entry_or_heading_is_numbered() -> None:
     data = build_epub(CHAPTERS, untitled={0, 2}, headings=False, cover=True)
-    assert labels(read(data)) == ["Section 1", "The Middle", "Section 3"]
+    extracted = read(data)
+    # Untitled documents before the first titled one are front matter, under the book's title.
+    assert labels(extracted) == ["A Test Book", "The Middle", "Section 3"]
+    assert [s.kind for s in extracted.sections] == [
+        SectionKind.FRONT,
+        SectionKind.CHAPTER,
+        SectionKind.CHAPTER,
+    ]
+
+
+def test_untitled_front_matter_without_a_book_title_is_start() -> None:
+    data = build_epub(CHAPTERS, title="", untitled={0}, headings=False)
+    first = read(data).sections[0]
+    assert (first.label, first.kind) == ("Start", SectionKind.FRONT)
 
 
 def test_cover_page_without_text_is_skipped() -> None:

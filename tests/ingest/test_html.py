@@ -78,7 +78,7 @@ def test_headings_become_sections_with_levels() -> None:
     assert extracted.format is Format.HTML
     assert extracted.title == "The Page & Its Title"
     assert [(s.label, s.kind, s.level) for s in extracted.sections] == [
-        ("The Page & Its Title", SectionKind.BODY, 1),
+        ("The Page & Its Title", SectionKind.FRONT, 1),
         ("First Chapter", SectionKind.HEADING, 1),
         ("Second Part", SectionKind.HEADING, 2),
     ]
@@ -94,7 +94,7 @@ def test_title_falls_back_to_the_first_h1() -> None:
 def test_without_title_or_h1() -> None:
     extracted = read("<p>Only a paragraph.</p>")
     assert extracted.title is None
-    assert [(s.label, s.kind) for s in extracted.sections] == [("Start", SectionKind.BODY)]
+    assert [(s.label, s.kind) for s in extracted.sections] == [("Start", SectionKind.FRONT)]
 
 
 def test_head_without_end_tag_still_ends_at_body() -> None:

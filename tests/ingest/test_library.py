@@ -49,6 +49,34 @@ def test_a_saved_document_comes_back_whole(tmp_path: Path) -> None:
         assert library.has(document.id)
 
 
+def test_front_matter_kind_round_trips_and_old_body_rows_are_migrated(tmp_path: Path) -> None:
+    builder = TextBuilder()
+    builder.add("Walden", SectionKind.FRONT, "A preface of sorts.")
+    builder.add("Chapter 1", SectionKind.CHAPTER, "Life in the woods. " * 20)
+    extracted = builder.build(Format.TEXT, title="Walden")
+    document, _, _ = _document("Walden", "Life in the woods. " * 20)
+    chunks = chunk_document(extracted.text, extracted.sections, ChunkSettings())
+    with Library(tmp_path) as library:
+        library.save(document, extracted, chunks, ChunkSettings())
+        assert library.sections(document.id) == list(extracted.sections)
+    # A library of schema 1, written before FRONT existed, stored front matter as "body",
+    # labelled "Start"; opening it migrates those rows to FRONT.
+    db = sqlite3.connect(tmp_path / "library.sqlite3")
+    with db:
+        db.execute(
+            "UPDATE sections SET kind = 'body', label = 'Start'"
+            " WHERE document_id = ? AND ordinal = 0",
+            (document.id,),
+        )
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    with Library(tmp_path) as library:
+        first, second = library.sections(document.id)[:2]
+        assert library.schema_version == 2
+    assert (first.label, first.kind) == ("Start", SectionKind.FRONT)
+    assert second.kind is SectionKind.CHAPTER
+
+
 def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     with Library(tmp_path) as library:
         assert library.schema_version >= 1

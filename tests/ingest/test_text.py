@@ -224,7 +224,7 @@ def test_chapter_headings_with_and_without_titles() -> None:
     )
     parts = split_chapters(text, "My Book")
     assert [(p.label, p.kind) for p in parts] == [
-        ("My Book", SectionKind.BODY),
+        ("My Book", SectionKind.FRONT),
         ("Chapter I: The First Day", SectionKind.CHAPTER),
         ("Chapter 2", SectionKind.CHAPTER),
         ("Chapter III: A Title Inline", SectionKind.CHAPTER),
@@ -276,7 +276,7 @@ def test_prose_mentioning_chapters_does_not_split() -> None:
         "I.\nA single numeral means little.\n"
     )
     parts = split_chapters(text)
-    assert [(p.label, p.kind) for p in parts] == [("Start", SectionKind.BODY)]
+    assert [(p.label, p.kind) for p in parts] == [("Start", SectionKind.FRONT)]
     assert parts[0].text == text
 
 
@@ -312,9 +312,9 @@ def test_capital_headings_need_company() -> None:
     ]
 
 
-def test_without_chapters_the_text_is_one_body_section() -> None:
+def test_without_chapters_the_text_is_one_front_section() -> None:
     extracted = read_plain(b"Just some notes.\n\nAnd more notes.")
-    assert [(s.label, s.kind) for s in extracted.sections] == [("Start", SectionKind.BODY)]
+    assert [(s.label, s.kind) for s in extracted.sections] == [("Start", SectionKind.FRONT)]
     assert extracted.format is Format.TEXT
     assert extracted.title is None
 
@@ -390,7 +390,7 @@ Under it.
 def test_markdown_headings_and_fences() -> None:
     parts = split_markdown(MARKDOWN, "Lead")
     assert [(p.label, p.kind, p.level) for p in parts] == [
-        ("Lead", SectionKind.BODY, 1),
+        ("Lead", SectionKind.FRONT, 1),
         ("The Title", SectionKind.HEADING, 1),
         ("Install", SectionKind.HEADING, 2),
         ("Use", SectionKind.HEADING, 3),
@@ -411,7 +411,7 @@ def test_read_markdown_title_and_sections() -> None:
 
 def test_markdown_front_matter_and_rules_are_not_headings() -> None:
     text = "---\ntitle: x\n---\n\nA paragraph\nthat goes on.\n---\n\n#hashtag is no heading\n"
-    assert [p.kind for p in split_markdown(text)] == [SectionKind.BODY]
+    assert [p.kind for p in split_markdown(text)] == [SectionKind.FRONT]
 
 
 def test_markdown_without_headings() -> None:
