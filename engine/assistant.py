@@ -1,8 +1,17 @@
 """The assistant: the one facade the CLI and the TUI use, and the composition root.
 
-It owns the library, the model catalog and the KV state cache, builds them lazily so a
-command only pays for what it touches, and exposes the product's verbs: add, list, show,
-remove; models, plan, ask, cache. It prints nothing: it returns data and yields events.
+It owns the library, the model catalog, the llama.cpp runtime, the search indexes and the KV
+state cache, builds them lazily so a command only pays for what it touches, and exposes the
+product's verbs: add, list, show, remove; search; models, plan, route, ask; cache.
+
+Asking is one pipeline for every strategy: the question is resolved once into an
+`AskContext` (the document rendered and counted once per model file and document, kept for
+follow-ups), the router (engine/router.py) picks a strategy from the context facts, the
+strategy prepares (a search) and says what window it needs, the planner sizes the context,
+the runtime loads the model (or reuses the resident one when the plan is compatible) and the
+strategy streams its answer. A retrieval answer that declines or that its passages do not
+support escalates once, Self-Route style. It prints nothing: it returns data and yields
+events, each slow step with progress.
 """
 
 from __future__ import annotations
@@ -12,27 +21,39 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.errors import USER_ERRORS, EngineError
+from engine.facts import measure_facts, planner_settings, retrieval_window
+from engine.grounding import CONFIDENCE_THRESHOLD, TermRarity
 from engine.kvcache import KVStateStore, StateEntry
 from engine.llm import LLM, LLMRuntime
-from engine.planner import PlannerSettings, plan_context
-from engine.prompts import render_document
-from engine.strategies.long_context import LongContextQuestion, answer_with_document
+from engine.memory import planning_budget
+from engine.planner import plan_context
+from engine.rendered import RenderedDocuments
+from engine.router import fallback
+from engine.router import route as route_question
+from engine.strategies.base import AnsweringStrategy, AskContext
+from engine.strategies.beacons import Beacons
+from engine.strategies.long_context import LongContext, long_context_tokens
 from engine.types import (
+    Answer,
+    AnswerDone,
     AnswerEvent,
-    AskMode,
-    Backend,
+    ContextFacts,
     ContextPlan,
-    KVCacheType,
+    Escalated,
     PlanChosen,
+    Preparing,
+    PrepStage,
     PromptLayout,
     Route,
     RouteChosen,
     Strategy,
+    Verdict,
 )
 from ingest.library import Library
 from ingest.pipeline import AddStatus, FileOutcome, FileProgress, Stage, add_file
@@ -46,11 +67,9 @@ if TYPE_CHECKING:
     from retrieval.index_store import IndexStore
     from retrieval.types import Hit, IndexProgress, SearchMode
 
-# Tokens the chat template and instructions add around a document and question.
-PROMPT_OVERHEAD_TOKENS = 96
-# Tokens of a passage's label ("[3] Title, p. 17") and the blank line after it.
-PASSAGE_LABEL_TOKENS = 24
 MEBIBYTE = 1024 * 1024
+TYPICAL_QUESTION_TOKENS = 32
+"""What `plan` assumes a question costs when none is given."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,8 @@ class Assistant:
         self._kv_store: KVStateStore | None = None
         self._index_store: IndexStore | None = None
         self._searcher: Searcher | None = None
+        self._documents = RenderedDocuments()
+        self._rarities: dict[str, TermRarity] = {}
 
     @property
     def library(self) -> Library:
@@ -139,6 +160,10 @@ class Assistant:
         return self._searcher
 
     def close(self) -> None:
+        """Free the model, the indexes and the library; safe to call twice."""
+        if self._runtime is not None:
+            self._runtime.close()
+        self._documents.clear()
         if self._index_store is not None:
             self._index_store.close()
             self._index_store = None
@@ -199,6 +224,8 @@ class Assistant:
         document = self.resolve(ref)
         self.library.remove(document.id)
         self.kv_store.clear(document.id)
+        self._documents.forget(document.id)
+        self._rarities.pop(document.id, None)
         if self._searcher is not None:
             self._searcher.forget(document.id)
         self._remove_index(document.id)
@@ -261,167 +288,195 @@ class Assistant:
     def remove_model(self, name: str) -> ModelEntry:
         return self.catalog.remove(name)
 
-    # -- planning and asking -----------------------------------------------------------
+    # -- planning, routing and asking --------------------------------------------------
+
+    def ask_context(
+        self,
+        document_id: str,
+        question: str,
+        model: str | None = None,
+        layout: PromptLayout | None = None,
+    ) -> AskContext:
+        """Resolve a question once: the document (rendered and counted, cached per model
+        file and document), the model and its profile, the backend and the memory budget."""
+        question = question.strip()
+        if not question:
+            raise EngineError("the question is empty; ask something about the document")
+        document = self.library.get(document_id)
+        entry = self.catalog.resolve(model or self.settings.model.name)
+        profile = self.catalog.profile(entry)
+        rendered = self._documents.get(self.library, document, profile, self.runtime.count_tokens)
+        question_tokens = self.runtime.count_tokens(profile, question)
+        largest = int(profile.context_length * self.settings.context.max_rope_factor)
+        if 2 * question_tokens + self.settings.model.max_answer_tokens > largest:
+            raise EngineError(
+                f"the question is {question_tokens:,} tokens long, more than {entry.name}"
+                f" can read at once with room for an answer ({largest:,} tokens at most);"
+                " shorten it"
+            )
+        backend = self.runtime.detect_backend()
+        return AskContext(
+            document=document,
+            text=rendered.text,
+            sections=rendered.sections,
+            rendered=rendered.rendered,
+            document_tokens=rendered.tokens,
+            model=entry,
+            profile=profile,
+            backend=backend,
+            memory_budget=planning_budget(
+                backend, self.settings.context.memory_budget_mb, self.runtime.gpu_memory
+            ),
+            question=question,
+            question_tokens=question_tokens,
+            max_answer_tokens=self.settings.model.max_answer_tokens,
+            layout=layout,
+        )
 
     def plan(
         self,
-        ref: str,
+        document_id: str,
         model: str | None = None,
         layout: PromptLayout | None = None,
         question: str = "",
     ) -> DocumentPlan:
         """How the whole of a document would run on a model: window, scaling, KV, layout."""
-        document = self.resolve(ref)
-        entry = self.catalog.resolve(model or self.settings.model.name)
-        profile = self.catalog.profile(entry)
-        rendered = render_document(
-            self.library.text(document.id), self.library.sections(document.id)
-        )
-        count = self.runtime.count_tokens
-        document_tokens = count(profile, f"Document: {document.title}\n\n{rendered}")
-        question_tokens = count(profile, question) if question else 32
-        if question_tokens > profile.context_length * self.settings.context.max_rope_factor:
-            raise EngineError(
-                f"the question is {question_tokens:,} tokens long, more than {entry.name}"
-                f" can read at once ({profile.context_length:,} tokens); shorten it"
-            )
-        needed = (
-            document_tokens
-            + 2 * question_tokens
-            + PROMPT_OVERHEAD_TOKENS
-            + self.settings.model.max_answer_tokens
-        )
-        backend = self.runtime.detect_backend()
-        budget = self._memory_budget(backend)
-        plan = plan_context(profile, needed, budget, backend, self._planner_settings(layout))
-        return DocumentPlan(document, entry, profile, document_tokens, plan)
+        ask = self.ask_context(document_id, question or "?", model, layout)
+        if not question:
+            ask = replace(ask, question_tokens=TYPICAL_QUESTION_TOKENS)
+        plan = self._plan(ask, long_context_tokens(ask))
+        return DocumentPlan(ask.document, ask.model, ask.profile, ask.document_tokens, plan)
 
-    def _memory_budget(self, backend: Backend) -> int:
-        """Bytes the plan may use: configured, else free VRAM on a GPU, else free RAM."""
-        from engine.memory import memory_budget
+    def _plan(self, ask: AskContext, tokens_needed: int) -> ContextPlan:
+        settings = planner_settings(self.settings.context, ask.layout)
+        return plan_context(ask.profile, tokens_needed, ask.memory_budget, ask.backend, settings)
 
-        if self.settings.context.memory_budget_mb:
-            return self.settings.context.memory_budget_mb * MEBIBYTE
-        vram = self.runtime.gpu_memory() if backend is not Backend.CPU else None
-        if vram is None:
-            # No VRAM figure: plan within RAM (unified memory on Metal; a safe floor on CUDA).
-            return memory_budget(Backend.CPU).bytes
-        return memory_budget(backend, *vram).bytes
+    def context_facts(self, ask: AskContext) -> ContextFacts:
+        """What the router weighs: fit, cold prefill time, a saved KV state, model size."""
+        whole = self._plan(ask, long_context_tokens(ask))
+        return measure_facts(ask, whole, self.settings, self.kv_store.entries())
 
-    def _planner_settings(self, layout: PromptLayout | None) -> PlannerSettings:
-        context = self.settings.context
-        configured = None if context.layout == "auto" else PromptLayout(context.layout)
-        return PlannerSettings(
-            rope_method=context.rope_method,
-            max_rope_factor=context.max_rope_factor,
-            kv_type=None if context.kv_type == "auto" else KVCacheType(context.kv_type),
-            layout=layout or configured,
-        )
+    def route(
+        self,
+        document_id: str,
+        question: str,
+        *,
+        strategy: Strategy | None = None,
+        model: str | None = None,
+        layout: PromptLayout | None = None,
+    ) -> Route:
+        """The route a question would take, without loading a model (`ask --explain`)."""
+        ask = self.ask_context(document_id, question, model, layout)
+        return route_question(ask.question, self.context_facts(ask), forced=strategy)
 
     def ask(
         self,
-        ref: str,
+        document_id: str,
         question: str,
         *,
-        mode: AskMode = AskMode.AUTO,
+        strategy: Strategy | None = None,
         model: str | None = None,
         layout: PromptLayout | None = None,
         cancel: threading.Event | None = None,
     ) -> Generator[AnswerEvent, None, None]:
         """Answer a question about a document, streaming events.
 
-        `long` reads the whole document (raising EngineError before any event when it cannot
-        fit even with scaling and a quantized KV cache: nothing is silently truncated);
-        `rag` reads the passages hybrid search finds; `auto` takes `long` when the document
-        fits and `rag` otherwise.
+        The router picks the strategy (or `strategy` forces one) and says why in the first
+        event. A retrieval answer that declines, or that its passages do not support, is
+        asked again with the whole document when that is feasible within the latency
+        budget (Self-Route): an `Escalated` event marks the first answer as an attempt, and
+        the final answer records it. Errors the person can fix (a document too long for a
+        forced long-context answer, beacons not built) raise EngineError before any token.
         """
-        if not question.strip():
-            raise EngineError("the question is empty; ask something about the document")
-        question = question.strip()
-        if mode is AskMode.RAG:
-            yield from self._ask_rag(ref, question, model, ("asked for retrieval",), cancel)
+        ask = self.ask_context(document_id, question, model, layout)
+        facts = self.context_facts(ask)
+        route = route_question(ask.question, facts, forced=strategy)
+        yield RouteChosen(route)
+        first = yield from self._answer_with(route, ask, attempt=1, cancel=cancel)
+        second_route = self._escalation(route, facts, first)
+        if second_route is None:
+            yield AnswerDone(replace(first, route=route))
             return
-        planned = self.plan(ref, model, layout, question)
-        plan, document = planned.plan, planned.document
+        yield Escalated(first, second_route, second_route.reason)
+        second = yield from self._answer_with(second_route, ask, attempt=2, cancel=cancel)
+        yield AnswerDone(replace(second, route=second_route, attempts=(first,)))
+
+    def _escalation(self, route: Route, facts: ContextFacts, answer: Answer) -> Route | None:
+        """Self-Route's second step, when the first answer declined or was unsupported."""
+        if answer.cancelled or route.strategy is not Strategy.RAG:
+            return None
+        declined = answer.verdict is Verdict.UNANSWERABLE
+        unsupported = answer.grounding is not None and not answer.grounding.supported
+        off_topic = (
+            answer.retrieval_confidence is not None
+            and answer.retrieval_confidence < CONFIDENCE_THRESHOLD
+        )
+        if not (declined or unsupported or off_topic):
+            return None
+        return fallback(route, facts)
+
+    def _answer_with(
+        self, route: Route, ask: AskContext, *, attempt: int, cancel: threading.Event | None
+    ) -> Generator[AnswerEvent, None, Answer]:
+        """Prepare, plan, load and answer with one strategy; returns its Answer."""
+        strategy = self._strategy(route.strategy)
+        tokens_needed = yield from strategy.prepare(ask, cancel)
+        plan = self._plan(ask, tokens_needed)
         if not plan.fits:
-            if mode is AskMode.AUTO:
-                why = f"{document.title!r} does not fit the window: {plan.reason}"
-                yield from self._ask_rag(ref, question, model, (why,), cancel)
-                return
             raise EngineError(
-                f"{document.title!r} is {planned.document_tokens:,} tokens long, more than"
-                f" {planned.model.name} can read at once: {plan.reason}"
+                f"{ask.document.title!r} is {ask.document_tokens:,} tokens long, more than"
+                f" {ask.model.name} can read at once: {plan.reason}"
             )
-        yield RouteChosen(Route(Strategy.LONG_CONTEXT, (plan.reason, plan.layout_reason)))
         yield PlanChosen(plan)
-        llm, load_seconds = self._load(planned.profile, plan)
-        request = LongContextQuestion(
-            document=document,
-            text=self.library.text(document.id),
-            sections=self.library.sections(document.id),
-            question=question,
-            layout=plan.layout,
-            max_answer_tokens=self.settings.model.max_answer_tokens,
+        llm, load_seconds = yield from self._load(ask.profile, plan)
+        return (
+            yield from strategy.answer(
+                ask, llm, plan, load_seconds=load_seconds, attempt=attempt, cancel=cancel
+            )
         )
-        yield from answer_with_document(llm, request, plan, load_seconds, cancel)
 
-    def _rag_tokens_needed(self, profile: ModelProfile, question: str, hits: Sequence[Hit]) -> int:
-        """The window a RAG answer needs: the passages that fit the configured cap, the
-        question (twice), instructions and the answer. A small window prefills fast."""
-        cap = min(self.settings.retrieval.rag_context_tokens, profile.context_length)
-        fixed = (
-            2 * self.runtime.count_tokens(profile, question)
-            + PROMPT_OVERHEAD_TOKENS
-            + self.settings.model.max_answer_tokens
+    def _strategy(self, kind: Strategy) -> AnsweringStrategy:
+        if kind is Strategy.LONG_CONTEXT:
+            return LongContext()
+        if kind is Strategy.BEACONS:
+            return Beacons()
+        from engine.strategies.rag import Retrieval
+
+        return Retrieval(
+            indexes=self._prepare_for_search,
+            search=self._search_prepared,
+            top_k=self.settings.retrieval.top_k,
+            window_tokens=partial(retrieval_window, self.settings),
+            count_tokens=self.runtime.count_tokens,
+            rarity=self._term_rarity,
         )
-        needed = fixed
-        for hit in hits:
-            passage = self.runtime.count_tokens(profile, hit.chunk.text) + PASSAGE_LABEL_TOKENS
-            if needed + passage <= cap:
-                needed += passage
-        return min(max(needed, fixed), cap)
 
-    def _load(self, profile: ModelProfile, plan: ContextPlan) -> tuple[LLM, float]:
+    def _term_rarity(self, document_id: str) -> TermRarity:
+        """How rare each word is in a document, from its loaded index; kept per document."""
+        rarity = self._rarities.get(document_id)
+        if rarity is None:
+            rarity = TermRarity.from_terms(self.searcher.chunk_terms(document_id))
+            self._rarities[document_id] = rarity
+        return rarity
+
+    def _prepare_for_search(self, document_id: str) -> Iterator[IndexProgress]:
+        return self.searcher.prepare([document_id])
+
+    def _search_prepared(self, query: str, document_id: str, k: int) -> list[Hit]:
+        from retrieval.types import SearchMode
+
+        return self.searcher.search(query, k=k, mode=SearchMode.HYBRID, document_ids=[document_id])
+
+    def _load(
+        self, profile: ModelProfile, plan: ContextPlan
+    ) -> Generator[Preparing, None, tuple[LLM, float]]:
+        yield Preparing(PrepStage.MODEL, 0, 1, profile.name)
         started = time.perf_counter()
         threads = self.settings.model.threads or None
         llm = self.runtime.load(profile, plan, threads=threads, kv_store=self.kv_store)
-        return llm, time.perf_counter() - started
-
-    def _ask_rag(
-        self,
-        ref: str,
-        question: str,
-        model: str | None,
-        reasons: tuple[str, ...],
-        cancel: threading.Event | None,
-    ) -> Generator[AnswerEvent, None, None]:
-        """Answer from the passages hybrid search finds, in a window of its own."""
-        from engine.strategies.rag import answer_with_passages, passage_budget
-
-        document = self.resolve(ref)
-        entry = self.catalog.resolve(model or self.settings.model.name)
-        profile = self.catalog.profile(entry)
-        hits = self.search(question, [document.id], k=self.settings.retrieval.top_k)
-        needed = self._rag_tokens_needed(profile, question, hits)
-        backend = self.runtime.detect_backend()
-        plan = plan_context(
-            profile, needed, self._memory_budget(backend), backend, self._planner_settings(None)
-        )
-        yield RouteChosen(Route(Strategy.RAG, reasons))
-        yield PlanChosen(plan)
-        llm, load_seconds = self._load(profile, plan)
-        max_answer = self.settings.model.max_answer_tokens
-        yield from answer_with_passages(
-            llm,
-            question,
-            hits,
-            plan,
-            titles={document.id: document.title},
-            budget_tokens=passage_budget(llm, question, plan.n_ctx, max_answer),
-            max_answer_tokens=max_answer,
-            load_seconds=load_seconds,
-            cancel=cancel,
-        )
+        seconds = time.perf_counter() - started
+        yield Preparing(PrepStage.MODEL, 1, 1, profile.name)
+        return llm, seconds
 
     # -- the KV state cache --------------------------------------------------------------
 

@@ -60,8 +60,11 @@ class ContextSettings:
     kv_type: str = "auto"  # auto, f16, q8_0 or q4_0
     layout: str = "auto"  # auto, cached or query-aware
     memory_budget_mb: int = 0  # 0: what the machine has free
+    gpu_layers: int = -1  # -1: all that fit on a GPU backend (0 on CPU); else that many
 
     def __post_init__(self) -> None:
+        if self.gpu_layers < -1:
+            raise ValueError(f"gpu_layers must be -1 (automatic) or more, got {self.gpu_layers}")
         if self.kv_type != "auto":
             KVCacheType(self.kv_type)
         if self.layout != "auto":
@@ -90,6 +93,21 @@ class RetrievalSettings:
 
 
 @dataclass(frozen=True)
+class RouterSettings:
+    """How the router weighs time (see engine/router.py)."""
+
+    # Reading a whole document is worth at most this wait before the first token; past it,
+    # a question goes to retrieval unless the document's KV state is already saved.
+    latency_budget_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.latency_budget_seconds > 0:
+            raise ValueError(
+                f"latency_budget_seconds must be positive, got {self.latency_budget_seconds}"
+            )
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     """The on-disk cache of prefilled document KV states."""
 
@@ -109,6 +127,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
 
     @property

@@ -22,8 +22,6 @@ LONG_CONTEXT_SYSTEM = (
     " when you use a passage, cite its mark."
 )
 
-_UNLABELLED = "Start"
-
 
 def location_mark(section: Section) -> str:
     """The inline mark a rendered document carries at the start of a section."""
@@ -31,7 +29,8 @@ def location_mark(section: Section) -> str:
 
 
 def render_document(text: str, sections: Sequence[Section]) -> str:
-    """The document's text with a location mark before each located section."""
+    """The document's text with a location mark before each section but front matter, whose
+    label (the title, or "Start") is not a place a model should cite."""
     if not sections:
         return text
     parts: list[str] = []
@@ -39,11 +38,16 @@ def render_document(text: str, sections: Sequence[Section]) -> str:
         body = text[section.start : section.end]
         if not body:
             continue
-        if section.kind is SectionKind.BODY and section.label == _UNLABELLED:
+        if section.kind is SectionKind.FRONT:
             parts.append(body)
         else:
             parts.append(f"{location_mark(section)}\n{body}")
     return "\n\n".join(parts)
+
+
+def document_prompt(title: str, rendered_document: str) -> str:
+    """The document as a long-context prompt carries it: a title line, then its text."""
+    return f"Document: {title}\n\n{rendered_document}"
 
 
 def long_context_messages(
@@ -56,7 +60,7 @@ def long_context_messages(
     layout has no such prefix.
     """
     system = ChatMessage(Role.SYSTEM, LONG_CONTEXT_SYSTEM)
-    document = f"Document: {title}\n\n{rendered_document}"
+    document = document_prompt(title, rendered_document)
     if layout is PromptLayout.CACHED:
         messages = [
             system,

@@ -131,15 +131,20 @@ class ContextFacts:
 class Route:
     """The strategy picked for a question, the question's type, the facts used, and why.
 
-    `reason` is one sentence a person can read; `forced` is true when the person chose the
-    strategy (`--mode`), so the router's table was not consulted for it.
+    `reasons` starts with one sentence a person can read (`reason`); `forced` is true when
+    the person chose the strategy (`--mode`), so the router's table was not consulted.
     """
 
     strategy: Strategy
     question_type: QuestionType
-    reason: str
+    reasons: tuple[str, ...]
     facts: ContextFacts | None = None
     forced: bool = False
+
+    @property
+    def reason(self) -> str:
+        """The one sentence that says why."""
+        return self.reasons[0] if self.reasons else ""
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,9 @@ class Answer:
     cancelled: bool = False
     route: Route | None = None
     grounding: Grounding | None = None
+    retrieval_confidence: float | None = None
+    """How much of the question the best retrieved passage holds, 0..1 (retrieval answers
+    only): low means the text probably does not say what the question asks about."""
     attempts: tuple[Answer, ...] = ()
     """Earlier attempts at this question (Self-Route: a retrieval answer that declined or
     was not supported by its passages), oldest first; empty when the first answer stood."""

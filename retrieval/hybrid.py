@@ -88,12 +88,26 @@ class Searcher:
     def prepare(
         self, document_ids: Sequence[str] | None = None
     ) -> Generator[IndexProgress, None, None]:
-        """Build or rebuild the indexes of these documents (default: all) where needed."""
+        """Build or rebuild the indexes of these documents (default: all) where needed.
+
+        An index already loaded stays loaded: it was checked when it was loaded, and
+        `forget` (on removal or re-indexing) is what drops it. So asking question after
+        question reads no index files again.
+        """
         for document_id in self._resolve(document_ids):
+            with self._lock:
+                if document_id in self._indexes:
+                    continue
             self.forget(document_id)
             index = yield from self.store.ensure(self.library, document_id)
             with self._lock:
                 self._indexes[document_id] = index
+
+    def chunk_terms(self, document_id: str) -> tuple[tuple[str, ...], ...]:
+        """Each chunk's BM25 terms, in chunk order, from the document's index (loaded if it
+        is not yet; `StaleIndexError` if it is missing or stale: run `prepare`)."""
+        with self._lock:
+            return self._index(document_id).terms
 
     def forget(self, document_id: str) -> None:
         """Drop what is held in memory for a document (after it is removed or re-indexed)."""

@@ -10,21 +10,33 @@ cite it and the answer can be traced back.
 The model is told to reply exactly "unanswerable" when the passages do not hold the answer
 (the Self-Route prompt, arXiv 2407.16833); `parse_verdict` reads that reply, so the caller can
 fall back to a long-context strategy. The answer's citations are the passages it names (by
-location label or passage number), else every passage it was shown.
+location label or passage number), else every passage it was shown; its grounding says
+whether the passages contain what the answer names (engine/grounding.py), the signal that
+does not depend on the model declining honestly.
 
-It does not search (the caller passes the hits), choose the budget (the caller derives it
-from the plan, see `passage_budget`), load the model, or fall back by itself.
+`Retrieval` is the strategy (engine/strategies/base.py): it searches through functions the
+facade hands it, sizes the window to the passages found, and answers with
+`answer_with_passages`. Nothing here loads a model, owns an index, or falls back by itself.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from dataclasses import replace
 
-from engine.citations import SNIPPET_CHARS
-from engine.llm import LLM, Done, FinishReason, TextPiece
+from engine.citations import (
+    citation_of,
+    cite,
+    front_section_ordinals,
+    hit_candidate,
+    hit_candidates,
+)
+from engine.grounding import TermRarity, assess_answer, retrieval_confidence
+from engine.llm import LLM, Done, FinishReason
 from engine.prompts import PASSAGE_SEPARATOR, UNANSWERABLE, rag_messages, render_passage
+from engine.strategies.base import AskContext, StrategyEvents, relay
 from engine.strategies.timing import timings_from
 from engine.types import (
     Answer,
@@ -32,11 +44,14 @@ from engine.types import (
     AnswerToken,
     Citation,
     ContextPlan,
+    Preparing,
+    PrepStage,
     SourcesFound,
     Strategy,
     Verdict,
 )
-from retrieval.types import Hit
+from models.types import ModelProfile
+from retrieval.types import Hit, IndexProgress
 
 NOTHING_FOUND = (
     "Nothing relevant to the question was found in the documents searched, so there is"
@@ -141,51 +156,16 @@ def parse_verdict(answer: str) -> Verdict:
 
 # -- which passages an answer cites --------------------------------------------------------
 
-_PASSAGE_NUMBER = re.compile(r"\[(\d+)\]|\bpassages?\s+(\d+)", re.IGNORECASE)
-_PAGE_RANGE = re.compile(r"^pp?\.\s*(?P<first>\S+?)(?:\s*[–-]\s*(?P<last>\S+))?$")
-# Ranges wider than this are not expanded page by page (a chunk spans a few pages at most).
-_MAX_EXPANDED_PAGES = 20
 
-
-def _location_patterns(location: str) -> list[re.Pattern[str]]:
-    """Ways an answer may name a chunk's location: "p. 17" for "pp. 17–18", "Chapter 3"."""
-    location = location.strip()
-    if not location:
-        return []
-    page = _PAGE_RANGE.match(location)
-    if page:
-        first, last = page["first"], page["last"]
-        labels = [first] if last is None else [first, last]
-        if last is not None and first.isdigit() and last.isdigit():
-            low, high = int(first), int(last)
-            if 0 <= high - low <= _MAX_EXPANDED_PAGES:
-                labels = [str(number) for number in range(low, high + 1)]
-        # "p. 17", "p.17", "page 17", "pp. 17-18"; not "p. 170", not "p. 17.5"
-        return [
-            re.compile(rf"\b(?:pp?\.|pages?)\s*{re.escape(label)}(?!\w)(?!\.\d)", re.IGNORECASE)
-            for label in labels
-        ]
-    names = [location]
-    short = location.split(":", 1)[0].strip()
-    if short and short != location:
-        names.append(short)  # "Stave Two" for "Stave Two: The First of the Three Spirits"
-    # A numbered label ("Chapter 3") is safe to match in any case; a heading made of words
-    # ("The Keeper") must match as written, or every "the keeper" in the prose would cite it.
-    flags = re.IGNORECASE if any(char.isdigit() for char in location) else 0
-    return [re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", flags) for name in names]
-
-
-def cited_passages(answer: str, shown: Sequence[Hit]) -> list[Hit]:
+def _cited(
+    answer: str, shown: Sequence[Hit], front_sections: Mapping[str, Collection[int]] | None
+) -> list[Hit]:
     """The passages (in rank order) the answer names by location or by number in `shown`,
-    the passages in the order the prompt showed them (number 1 first)."""
-    numbers = {int(a or b) for a, b in _PASSAGE_NUMBER.findall(answer)}
-    cited = [
-        hit
-        for number, hit in enumerate(shown, start=1)
-        if number in numbers
-        or any(p.search(answer) for p in _location_patterns(hit.chunk.location))
-    ]
-    return _by_rank(cited)
+    the passages in the order the prompt showed them (number 1 first). Front matter is
+    named by number only: its label is the book's title, which answers repeat."""
+    candidates = hit_candidates(shown, front_sections)
+    named = {candidate.number for candidate in cite(answer, candidates)}
+    return _by_rank([hit for number, hit in enumerate(shown, start=1) if number in named])
 
 
 # -- answering -----------------------------------------------------------------------------
@@ -195,19 +175,8 @@ def _rendered(hit: Hit, number: int, title: str | None) -> str:
     return render_passage(number, hit.chunk.text, hit.chunk.location, title)
 
 
-def _snippet(text: str) -> str:
-    body = " ".join(text.split())
-    return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
-
-
-def citation_of(hit: Hit) -> Citation:
-    """The citation of a retrieved chunk: its location label and the start of its text."""
-    return Citation(
-        document_id=hit.document_id,
-        location=hit.chunk.location,
-        snippet=_snippet(hit.chunk.text),
-        chunk_ordinal=hit.chunk.ordinal,
-    )
+def _citation(hit: Hit) -> Citation:
+    return citation_of(hit_candidate(hit))
 
 
 def _unique(values: Sequence[str]) -> tuple[str, ...]:
@@ -224,19 +193,24 @@ def answer_with_passages(
     budget_tokens: int,
     max_answer_tokens: int,
     load_seconds: float = 0.0,
+    attempt: int = 1,
+    front_sections: Mapping[str, Collection[int]] | None = None,
     cancel: threading.Event | None = None,
-) -> Iterator[SourcesFound | AnswerToken | AnswerDone]:
-    """Yield the passages used (`SourcesFound`), the answer's tokens, then the `Answer`.
+) -> Iterator[SourcesFound | Preparing | AnswerToken | AnswerDone]:
+    """Yield the passages used (`SourcesFound`), prefill progress, the answer's tokens
+    (of `attempt`), then the `Answer`, with its grounding in the passages shown.
 
     With no hits, or none that fit the budget, the model is not called: the answer says so,
-    with verdict UNANSWERABLE.
+    with verdict UNANSWERABLE. A reply that opens with the verdict ("Unanswerable.") is not
+    streamed as tokens: the caller shows the verdict, or asks again (Self-Route), and a
+    person never reads "unanswerable" followed by another answer as if it were one.
     """
     # Titles tell passages apart only when they come from more than one document.
     several = len({hit.document_id for hit in hits}) > 1
     shown_titles = {h.document_id: titles.get(h.document_id, h.document_id[:12]) for h in hits}
     label_titles = shown_titles if several else None
     packed = pack_passages(hits, budget_tokens, llm.count_tokens, titles=label_titles)
-    yield SourcesFound(tuple(citation_of(hit) for hit in packed))
+    yield SourcesFound(tuple(_citation(hit) for hit in packed))
     if not packed:
         yield AnswerDone(
             _no_answer(question, NOTHING_FITS if hits else NOTHING_FOUND, plan, load_seconds)
@@ -248,22 +222,22 @@ def answer_with_passages(
         _rendered(hit, number, label_titles[hit.document_id] if label_titles else None)
         for number, hit in enumerate(shown, start=1)
     ]
-    done: Done | None = None
-    for event in llm.stream_chat(
+    stream = llm.stream_chat(
         rag_messages(question, passages), max_tokens=max_answer_tokens, cancel=cancel
-    ):
-        if isinstance(event, TextPiece):
-            yield AnswerToken(event.text)
-        else:
-            done = event
-    assert done is not None, "an LLM stream always ends with Done"
+    )
+    done = yield from _hold_back_verdict(relay(stream, attempt))
     text = done.text.strip()
     verdict = parse_verdict(text)
-    # An answer that says the passages do not hold it rests on none of them.
+    # An answer that says the passages do not hold it rests on none of them, and needs no
+    # check against them.
+    grounding = None
     if verdict is Verdict.UNANSWERABLE:
         cited: list[Hit] = []
     else:
-        cited = cited_passages(text, shown) or list(packed)
+        cited = _cited(text, shown, front_sections) or list(packed)
+        # The passages as shown, labels included: an answer that cites "Stave Two" names a
+        # label it was given, not an invented thing.
+        grounding = assess_answer(text, passages, question)
     stats = done.stats
     yield AnswerDone(
         Answer(
@@ -271,12 +245,13 @@ def answer_with_passages(
             text=text,
             strategy=Strategy.RAG,
             document_ids=_unique([hit.document_id for hit in packed]),
-            citations=tuple(citation_of(hit) for hit in cited),
+            citations=tuple(_citation(hit) for hit in cited),
             timings=timings_from(stats, load_seconds),
             verdict=verdict,
             plan=plan,
             layout=None,
             cancelled=done.reason is FinishReason.CANCELLED,
+            grounding=grounding,
         )
     )
 
@@ -293,3 +268,127 @@ def _no_answer(question: str, text: str, plan: ContextPlan, load_seconds: float)
         plan=plan,
         layout=None,
     )
+
+
+# Enough characters to tell whether a reply opens with the verdict ("**Unanswerable**.").
+_VERDICT_PROBE_CHARS = len(UNANSWERABLE) + 8
+
+
+def _hold_back_verdict(
+    events: Generator[AnswerToken | Preparing, None, Done],
+) -> Generator[AnswerToken | Preparing, None, Done]:
+    """Pass the events on, but hold the first tokens until it is clear the reply does not
+    open with the verdict; a reply that does is not streamed at all."""
+    held: list[AnswerToken] = []
+    deciding, silent = True, False
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as finished:
+            done: Done = finished.value
+            if deciding and parse_verdict(done.text) is Verdict.ANSWERED:
+                yield from held
+            return done
+        if not isinstance(event, AnswerToken) or not deciding:
+            if not silent:
+                yield event
+            continue
+        held.append(event)
+        so_far = "".join(token.text for token in held).strip()
+        if len(so_far) < _VERDICT_PROBE_CHARS and not _SENTENCE_BREAK.search(so_far):
+            continue
+        deciding = False
+        silent = parse_verdict(so_far) is Verdict.UNANSWERABLE
+        if not silent:
+            yield from held
+
+
+# Tokens of a passage's label ("[3] Title, p. 17") and the blank line after it.
+PASSAGE_LABEL_TOKENS = 24
+# Tokens the chat template and the instructions add around the passages and question.
+PROMPT_OVERHEAD_TOKENS = 96
+
+
+class Retrieval:
+    """The passages hybrid search finds: facts, "is X mentioned?", weak models, documents
+    far beyond the window. Searching happens in `prepare`, before a model is chosen, so the
+    window is sized to the passages found."""
+
+    kind = Strategy.RAG
+
+    def __init__(
+        self,
+        *,
+        indexes: Callable[[str], Iterator[IndexProgress]],
+        search: Callable[[str, str, int], list[Hit]],
+        top_k: int,
+        window_tokens: Callable[[ModelProfile], int],
+        count_tokens: Callable[[ModelProfile, str], int],
+        rarity: Callable[[str], TermRarity],
+    ) -> None:
+        """`indexes` builds a document's index where it is missing or stale (yielding
+        progress); `search(question, document_id, k)` ranks its chunks; `window_tokens` is
+        the largest window a retrieval answer may use on a model; `rarity` weighs a
+        document's terms for `retrieval_confidence`."""
+        self._indexes = indexes
+        self._search = search
+        self._rarity = rarity
+        self._top_k = top_k
+        self._window_tokens = window_tokens
+        self._count_tokens = count_tokens
+        self._hits: list[Hit] = []
+
+    def prepare(
+        self, ask: AskContext, cancel: threading.Event | None
+    ) -> Generator[Preparing, None, int]:
+        for step in self._indexes(ask.document.id):
+            yield Preparing(PrepStage.INDEX, step.done, step.total, "chunks")
+            if cancel is not None and cancel.is_set():
+                break
+        self._hits = self._search(ask.question, ask.document.id, self._top_k)
+        return self._tokens_needed(ask)
+
+    def _tokens_needed(self, ask: AskContext) -> int:
+        """The passages that fit the retrieval window, the question (twice), instructions
+        and the answer: a small window prefills fast."""
+        cap = self._window_tokens(ask.profile)
+        fixed = 2 * ask.question_tokens + PROMPT_OVERHEAD_TOKENS + ask.max_answer_tokens
+        needed = fixed
+        for hit in self._hits:
+            passage = self._count_tokens(ask.profile, hit.chunk.text) + PASSAGE_LABEL_TOKENS
+            if needed + passage <= cap:
+                needed += passage
+        return min(max(needed, fixed), cap)
+
+    def answer(
+        self,
+        ask: AskContext,
+        llm: LLM,
+        plan: ContextPlan,
+        *,
+        load_seconds: float,
+        attempt: int,
+        cancel: threading.Event | None,
+    ) -> StrategyEvents:
+        events = answer_with_passages(
+            llm,
+            ask.question,
+            self._hits,
+            plan,
+            titles={ask.document.id: ask.document.title},
+            budget_tokens=passage_budget(llm, ask.question, plan.n_ctx, ask.max_answer_tokens),
+            max_answer_tokens=ask.max_answer_tokens,
+            load_seconds=load_seconds,
+            attempt=attempt,
+            front_sections={ask.document.id: front_section_ordinals(ask.sections)},
+            cancel=cancel,
+        )
+        for event in events:
+            if isinstance(event, AnswerDone):
+                texts = [hit.chunk.text for hit in self._hits]
+                confidence = retrieval_confidence(
+                    ask.question, texts, self._rarity(ask.document.id)
+                )
+                return replace(event.answer, retrieval_confidence=confidence)
+            yield event
+        raise AssertionError("answer_with_passages always ends with AnswerDone")

@@ -14,7 +14,7 @@ from engine.errors import EngineError
 from engine.types import (
     AnswerDone,
     AnswerToken,
-    AskMode,
+    ContextFit,
     PlanChosen,
     PromptLayout,
     RouteChosen,
@@ -40,6 +40,10 @@ def _assistant(home: Path, answers: tuple[str, ...] = ("It was 4719 [The Code]."
     settings = load_settings(environ={"LONGREAD_HOME": str(home)})
     runtime = FakeRuntime(llm=FakeLLM(answers=answers))
     return Assistant(settings, runtime=runtime, embedder=FakeEmbedder())
+
+
+def _id(assistant: Assistant, ref: str) -> str:
+    return assistant.resolve(ref).id
 
 
 def _add(assistant: Assistant, path: Path) -> tuple[list[FileProgress], FileOutcome]:
@@ -74,7 +78,7 @@ def test_ask_streams_route_plan_tokens_then_a_cited_answer(
 ) -> None:
     with _assistant(isolated_home) as assistant:
         _add(assistant, keeper)
-        events = list(assistant.ask("keeper", "What was the combination?"))
+        events = list(assistant.ask(_id(assistant, "keeper"), "What was the combination?"))
     assert isinstance(events[0], RouteChosen)
     assert events[0].route.strategy is Strategy.LONG_CONTEXT
     assert isinstance(events[1], PlanChosen)
@@ -96,7 +100,11 @@ def test_the_prompt_holds_the_whole_document_with_its_marks(
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     with Assistant(settings, runtime=FakeRuntime(llm=llm), embedder=FakeEmbedder()) as assistant:
         _add(assistant, keeper)
-        list(assistant.ask("keeper", "When did Mara arrive?", layout=PromptLayout.CACHED))
+        list(
+            assistant.ask(
+                _id(assistant, "keeper"), "When did Mara arrive?", layout=PromptLayout.CACHED
+            )
+        )
     prompt = llm.prompts[-1]
     assert "[The Code]" in prompt and "combination was 4719" in prompt
     assert prompt.index("combination was 4719") < prompt.index("When did Mara arrive?")
@@ -111,7 +119,11 @@ def test_a_document_too_long_for_any_window_is_refused_with_numbers(
     with _assistant(isolated_home) as assistant:
         _add(assistant, huge)
         with pytest.raises(EngineError) as refused:
-            list(assistant.ask("huge", "What is this?", mode=AskMode.LONG))
+            list(
+                assistant.ask(
+                    _id(assistant, "huge"), "What is this?", strategy=Strategy.LONG_CONTEXT
+                )
+            )
     message = str(refused.value)
     assert "40,0" in message and "32,768" in message and "retrieval" in message
 
@@ -123,10 +135,10 @@ def test_auto_answers_a_document_too_long_for_the_window_from_retrieval(
     huge.write_text("word " * 40_000 + "The lamp was lit at dusk.", encoding="utf-8")
     with _assistant(isolated_home, answers=("At dusk.",)) as assistant:
         _add(assistant, huge)
-        events = list(assistant.ask("huge", "When was the lamp lit?"))
+        events = list(assistant.ask(_id(assistant, "huge"), "When was the lamp lit?"))
     route = events[0]
     assert isinstance(route, RouteChosen) and route.route.strategy is Strategy.RAG
-    assert "does not fit" in route.route.reasons[0]
+    assert route.route.facts is not None and route.route.facts.fit is ContextFit.TOO_LONG
     done = events[-1]
     assert isinstance(done, AnswerDone) and done.answer.strategy is Strategy.RAG
     assert done.answer.plan is not None and done.answer.plan.n_ctx <= 4096
@@ -141,7 +153,7 @@ def test_bad_questions_are_refused(
     with _assistant(isolated_home) as assistant:
         _add(assistant, keeper)
         with pytest.raises(EngineError, match=message):
-            list(assistant.ask("keeper", question))
+            list(assistant.ask(_id(assistant, "keeper"), question))
 
 
 def test_remove_deletes_the_index_too(isolated_home: Path, keeper: Path) -> None:
