@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,17 +38,21 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+# Light modules (enums and dataclasses, no heavy imports): typer lists their choices.
+from engine.types import KVCacheType, PromptLayout, Strategy
+from retrieval.types import SearchMode
+
 if TYPE_CHECKING:
+    import threading
+
     from engine.assistant import Assistant
-    from engine.types import Answer, ContextPlan, PromptLayout
+    from engine.batch import BatchQuestion
+    from engine.types import Answer, AnswerEvent, Route
     from ingest.pipeline import FileOutcome
-    from ingest.types import Document
-    from models.types import ModelProfile
 
 cli = typer.Typer(
     name="longread",
     help="Ask questions about your books and PDFs, offline, with a local GGUF model.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -78,18 +83,65 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="A model name from `longread models`, or a .gguf path."),
 ]
 LayoutOption = Annotated[
-    str | None,
+    PromptLayout | None,
     typer.Option(
         "--layout",
         help="cached (document first: follow-ups reuse its KV) or query-aware (question before"
         " and after the document). Default: the plan's recommendation.",
     ),
 ]
+KVTypeOption = Annotated[
+    KVCacheType | None,
+    typer.Option(
+        "--kv-type",
+        help="KV cache element type. Default: f16, quantized only when memory is short.",
+    ),
+]
+GpuLayersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        min=0,
+        help="Layers to offload to the GPU. Default: all that fit (none on a CPU build).",
+    ),
+]
 
 
-@cli.callback()
+class Mode(StrEnum):
+    """What `--mode` takes: a strategy, or auto to let the router choose."""
+
+    AUTO = "auto"
+    LONG = Strategy.LONG_CONTEXT.value
+    BEACONS = Strategy.BEACONS.value
+    RAG = Strategy.RAG.value
+
+    @property
+    def strategy(self) -> Strategy | None:
+        return None if self is Mode.AUTO else Strategy(self.value)
+
+
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        "--mode",
+        help="auto: the router chooses per question; long: the whole document in the model's"
+        " context; beacons: chunk summaries; rag: the passages search finds.",
+    ),
+]
+
+
+@cli.callback(invoke_without_command=True)
 def main(ctx: typer.Context, home: HomeOption = None, config: ConfigOption = None) -> None:
     ctx.obj = {"home": home, "config": config}
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help(), highlight=False)
+
+
+def _print_json(value: Any) -> None:
+    """Any of longread's types (or plain data holding them) as JSON on stdout."""
+    from engine.serialize import to_jsonable
+
+    out.print_json(json.dumps(to_jsonable(value)))
 
 
 @contextmanager
@@ -192,26 +244,13 @@ def _outcome_line(outcome: FileOutcome) -> str:
     return line
 
 
-def _document_json(document: Document) -> dict[str, Any]:
-    return {
-        "id": document.id,
-        "title": document.title,
-        "format": document.format.value,
-        "pages": document.page_count,
-        "tokens": document.token_count,
-        "chunks": document.chunk_count,
-        "source": document.source_path,
-        "added": document.added_at.isoformat(),
-    }
-
-
 @cli.command("list")
 def list_documents(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the documents in the library."""
     with assistant(ctx) as longread:
         documents = longread.documents()
     if as_json:
-        out.print_json(json.dumps([_document_json(d) for d in documents]))
+        _print_json(documents)
         return
     if not documents:
         out.print("The library is empty. Add files with `longread add PATH...`.")
@@ -240,19 +279,7 @@ def show(ctx: typer.Context, doc: DocArgument, as_json: JsonOption = False) -> N
     with assistant(ctx) as longread:
         document, sections = longread.outline(doc)
     if as_json:
-        payload = _document_json(document) | {
-            "sections": [
-                {
-                    "label": s.label,
-                    "kind": s.kind.value,
-                    "level": s.level,
-                    "start": s.start,
-                    "end": s.end,
-                }
-                for s in sections
-            ]
-        }
-        out.print_json(json.dumps(payload))
+        _print_json({"document": document, "sections": sections})
         return
     out.print(
         f"[bold]{document.title}[/bold]  {document.id[:12]}  {document.format.value}",
@@ -317,41 +344,19 @@ def search(
     ],
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", help="How many chunks to show.")] = 5,
-    mode: Annotated[str, typer.Option("--mode", help="hybrid, bm25 or dense.")] = "hybrid",
+    mode: Annotated[SearchMode, typer.Option("--mode")] = SearchMode.HYBRID,
     as_json: JsonOption = False,
 ) -> None:
     """Search a document (or the whole library) and print the best chunks with their locations."""
     from retrieval.text_tokens import terms
-    from retrieval.types import SearchMode
 
-    try:
-        search_mode = SearchMode(mode)
-    except ValueError:
-        err.print(f"[red]error:[/red] --mode must be hybrid, bm25 or dense, not {mode!r}")
-        raise typer.Exit(2) from None
     with assistant(ctx) as longread:
         ids = longread.document_ids([] if doc == ALL_DOCUMENTS else [doc])
         _index_with_progress(longread, ids, rebuild=False)
-        hits = longread.search(query, ids, k=k, mode=search_mode)
+        hits = longread.search(query, ids, k=k, mode=mode)
         titles = {d.id: d.title for d in longread.documents()}
     if as_json:
-        payload = [
-            {
-                "rank": h.rank,
-                "score": h.score,
-                "document_id": h.document_id,
-                "title": titles.get(h.document_id),
-                "location": h.chunk.location,
-                "start": h.chunk.start,
-                "end": h.chunk.end,
-                "chunk": h.chunk.ordinal,
-                "text": h.chunk.text,
-                "scores": h.scores,
-                "ranks": h.ranks,
-            }
-            for h in hits
-        ]
-        out.print_json(json.dumps(payload))
+        _print_json([{"title": titles.get(hit.document_id), "hit": hit} for hit in hits])
         return
     if not hits:
         out.print("No matching passages.")
@@ -386,16 +391,9 @@ def reindex(
     out.print(f"reindexed {len(ids)} document{'s' if len(ids) != 1 else ''}")
 
 
-def _layout(value: str | None) -> PromptLayout | None:
-    from engine.types import PromptLayout
-
-    if value is None:
-        return None
-    try:
-        return PromptLayout(value)
-    except ValueError:
-        err.print(f"[red]error:[/red] --layout must be cached or query-aware, not {value!r}")
-        raise typer.Exit(2) from None
+def _context_flags(kv_type: KVCacheType | None, gpu_layers: int | None) -> dict[str, Any]:
+    """`--kv-type` and `--gpu-layers` as overrides of the [context] settings."""
+    return {"kv_type": kv_type.value if kv_type else None, "gpu_layers": gpu_layers}
 
 
 @cli.command()
@@ -404,15 +402,17 @@ def plan(
     doc: DocArgument,
     model: ModelOption = None,
     layout: LayoutOption = None,
+    kv_type: KVTypeOption = None,
+    gpu_layers: GpuLayersOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show how a whole document would run on a model: window, scaling, KV cache, prefill."""
     from engine.planner import describe
 
-    with assistant(ctx) as longread:
-        planned = longread.plan(doc, model=model, layout=_layout(layout))
+    with assistant(ctx, context=_context_flags(kv_type, gpu_layers)) as longread:
+        planned = longread.plan(longread.resolve(doc).id, model=model, layout=layout)
     if as_json:
-        out.print_json(json.dumps(_plan_json(planned.plan) | {"model": planned.model.name}))
+        _print_json({"model": planned.model.name, "plan": planned.plan})
         return
     document = planned.document
     out.print(
@@ -424,10 +424,8 @@ def plan(
         out.print(f"  {line}", highlight=False)
 
 
-def _plan_json(plan: ContextPlan) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(plan).items()}
+def _route_line(route: Route) -> str:
+    return f"route:     {route.reason}"
 
 
 @cli.command()
@@ -435,53 +433,42 @@ def ask(
     ctx: typer.Context,
     doc: DocArgument,
     question: Annotated[str, typer.Argument(help="The question.")],
-    mode: Annotated[
-        str,
-        typer.Option(
-            "--mode",
-            help="long: the whole document in the model's context; rag: the passages search"
-            " finds; auto: long when the document fits, else rag.",
-        ),
-    ] = "auto",
+    mode: ModeOption = Mode.AUTO,
     model: ModelOption = None,
     layout: LayoutOption = None,
+    kv_type: KVTypeOption = None,
+    gpu_layers: GpuLayersOption = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Print the route the question would take; load no model."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask a question about a document; the answer streams as it is written."""
+    """Ask a question about a document; the router picks how to read it, the answer streams."""
     import threading
 
-    from engine.planner import describe
-    from engine.types import AnswerDone, AnswerToken, AskMode, PlanChosen, RouteChosen
-
-    try:
-        ask_mode = AskMode(mode)
-    except ValueError:
-        err.print(f"[red]error:[/red] --mode must be auto, long or rag, not {mode!r}")
-        raise typer.Exit(2) from None
     cancel = threading.Event()
-    with assistant(ctx) as longread:
-        if ask_mode is not AskMode.LONG:
-            _index_with_progress(longread, [longread.resolve(doc).id], rebuild=False)
+    with assistant(ctx, context=_context_flags(kv_type, gpu_layers)) as longread:
+        document_id = longread.resolve(doc).id
+        if explain:
+            route = longread.route(
+                document_id, question, strategy=mode.strategy, model=model, layout=layout
+            )
+            if as_json:
+                _print_json(route)
+            else:
+                out.print(_route_line(route), highlight=False)
+            return
         events = longread.ask(
-            doc, question, mode=ask_mode, model=model, layout=_layout(layout), cancel=cancel
+            document_id,
+            question,
+            strategy=mode.strategy,
+            model=model,
+            layout=layout,
+            cancel=cancel,
         )
         try:
-            for event in events:
-                if isinstance(event, RouteChosen) and not as_json:
-                    route = event.route
-                    err.print(
-                        f"[dim]strategy:  {route.strategy.value} ({route.reasons[0]})[/dim]",
-                        highlight=False,
-                    )
-                elif isinstance(event, PlanChosen) and not as_json:
-                    for line in describe(event.plan):
-                        if line.startswith("layout:") and ask_mode is AskMode.RAG:
-                            continue  # a whole-document layout says nothing of passages
-                        err.print(f"[dim]{line}[/dim]", highlight=False)
-                elif isinstance(event, AnswerToken) and not as_json:
-                    out.print(event.text, end="", highlight=False, markup=False)
-                elif isinstance(event, AnswerDone):
-                    _print_answer(event.answer, as_json)
+            _show_answer_events(events, as_json)
         except KeyboardInterrupt:
             cancel.set()
             events.close()
@@ -489,34 +476,91 @@ def ask(
             raise typer.Exit(130) from None
 
 
+def _show_answer_events(events: Iterator[AnswerEvent], as_json: bool) -> None:
+    """Stream an answer's events to the terminal (progress on stderr, the answer on stdout),
+    or with `as_json` print only the finished answer."""
+    from engine.planner import describe
+    from engine.types import (
+        AnswerDone,
+        AnswerToken,
+        Escalated,
+        PlanChosen,
+        Preparing,
+        PrepStage,
+        RouteChosen,
+    )
+
+    route: Route | None = None
+    with _progress() as progress:
+        bars: dict[PrepStage, TaskID] = {}
+        for event in events:
+            if isinstance(event, Preparing):
+                if event.stage is PrepStage.MODEL or as_json:
+                    continue  # a model load cannot count its progress; the plan says it
+                if event.stage not in bars:
+                    bars[event.stage] = progress.add_task(
+                        "", total=event.total, name=event.stage.value, stage="", unit=event.detail
+                    )
+                progress.update(bars[event.stage], completed=event.done, total=event.total)
+                continue
+            for task in bars.values():  # anything else ends the slow part
+                progress.remove_task(task)
+            bars.clear()
+            if isinstance(event, AnswerDone):
+                _print_answer(event.answer, as_json)
+            elif as_json:
+                continue
+            elif isinstance(event, RouteChosen):
+                route = event.route
+                err.print(f"[dim]{_route_line(route)}[/dim]", highlight=False)
+            elif isinstance(event, PlanChosen):
+                for line in describe(event.plan):
+                    if line.startswith("layout:") and route and route.strategy is Strategy.RAG:
+                        continue  # a whole-document layout says nothing of passages
+                    err.print(f"[dim]{line}[/dim]", highlight=False)
+            elif isinstance(event, AnswerToken):
+                out.print(event.text, end="", highlight=False, markup=False)
+            elif isinstance(event, Escalated):
+                out.print()
+                err.print(
+                    f"[yellow]That was attempt {len(event.attempt.attempts) + 1}, set aside:"
+                    f" {event.reason}[/yellow]",
+                    highlight=False,
+                )
+                route = event.route
+                err.print(f"[dim]{_route_line(route)}[/dim]", highlight=False)
+
+
 def _print_answer(answer: Answer, as_json: bool) -> None:
-    from dataclasses import asdict
+    from engine.grounding import CONFIDENCE_THRESHOLD
+    from engine.types import Verdict
 
-    from engine.types import Strategy, Verdict
-
-    timings = asdict(answer.timings)
     if as_json:
-        payload = {
-            "question": answer.question,
-            "answer": answer.text,
-            "strategy": answer.strategy.value,
-            "verdict": answer.verdict.value,
-            "layout": answer.layout.value if answer.layout else None,
-            "plan": _plan_json(answer.plan) if answer.plan else None,
-            "citations": [asdict(c) for c in answer.citations],
-            "timings": timings,
-        }
-        out.print_json(json.dumps(payload))
+        _print_json(answer)
         return
     out.print()
+    confidence = min(
+        (c for a in (answer, *answer.attempts) if (c := a.retrieval_confidence) is not None),
+        default=None,
+    )
     if answer.verdict is Verdict.UNANSWERABLE:
         err.print("[yellow]The passages shown to the model do not answer this.[/yellow]")
-    if answer.strategy is Strategy.RAG and answer.citations:
+    elif confidence is not None and confidence < CONFIDENCE_THRESHOLD:
+        err.print(
+            "[yellow]Search found little of this question in the text (confidence"
+            f" {confidence:.2f}): the text may not say this at all.[/yellow]",
+            highlight=False,
+        )
+    elif answer.grounding is not None and not answer.grounding.supported:
+        missing = ", ".join(answer.grounding.missing[:6])
+        err.print(
+            f"[yellow]Not supported by the passages shown: they do not contain {missing}.[/yellow]",
+            highlight=False,
+        )
+    if answer.citations:
         out.print("\nSources:", highlight=False)
         for citation in answer.citations:
             out.print(f"  [cyan]{citation.location}[/cyan]  {citation.snippet}", highlight=False)
-    elif answer.citations:
-        out.print("Sources: " + ", ".join(c.location for c in answer.citations), highlight=False)
     t = answer.timings
     first = f"{t.first_token_seconds:.2f} s" if t.first_token_seconds is not None else "-"
     reuse = "loaded saved KV state, " if t.state_loaded else ""
@@ -527,6 +571,148 @@ def _print_answer(answer: Answer, as_json: bool) -> None:
         f" {t.tokens_per_second:.1f} tokens/s[/dim]",
         highlight=False,
     )
+
+
+@cli.command()
+def batch(
+    ctx: typer.Context,
+    questions: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON lines (question, optional doc and id) or CSV with a question column."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Answers, one JSON line each.")],
+    doc: Annotated[
+        str | None, typer.Option("--doc", help="The document of questions that name none.")
+    ] = None,
+    mode: ModeOption = Mode.AUTO,
+    model: ModelOption = None,
+    kv_type: KVTypeOption = None,
+    gpu_layers: GpuLayersOption = None,
+) -> None:
+    """Answer a file of questions, one JSON line per answer as each finishes; re-run to resume."""
+    import threading
+
+    from engine.batch import BadLine, BatchQuestion, answered_ids, open_output, read_questions
+    from engine.errors import USER_ERRORS
+
+    cancel = threading.Event()
+    failed = 0
+    with assistant(ctx, context=_context_flags(kv_type, gpu_layers)) as longread:
+        rows = list(read_questions(questions))
+        for bad in (row for row in rows if isinstance(row, BadLine)):
+            err.print(f"[yellow]skipped {questions.name} {bad}[/yellow]", highlight=False)
+        done_before = answered_ids(output)
+        todo = [r for r in rows if isinstance(r, BatchQuestion) and r.id not in done_before]
+        skipped = sum(isinstance(r, BatchQuestion) for r in rows) - len(todo)
+        if skipped:
+            err.print(f"{skipped} already answered in {output}; answering the other {len(todo)}")
+        with open_output(output) as writer, _batch_progress(len(todo)) as progress:
+            for item in todo:
+                try:
+                    record = _answer_batch_question(longread, item, doc, mode, model, cancel)
+                except USER_ERRORS as error:
+                    failed += 1
+                    progress.console.print(
+                        f"[red]line {item.line} ({item.id}):[/red] {error}", highlight=False
+                    )
+                    progress.advance()
+                    continue
+                except KeyboardInterrupt:
+                    cancel.set()
+                    err.print(
+                        "[yellow]cancelled; answers so far are kept, re-run to resume[/yellow]"
+                    )
+                    raise typer.Exit(130) from None
+                writer.write(record)
+                progress.advance()
+    bad_lines = sum(isinstance(r, BadLine) for r in rows)
+    problems = [
+        f"{count} {what}"
+        for count, what in ((failed, "not answered"), (bad_lines, "malformed lines skipped"))
+        if count
+    ]
+    if problems:
+        err.print(
+            f"[red]{', '.join(problems)}; fix them and re-run: only what is missing is"
+            " answered[/red]"
+        )
+        raise typer.Exit(1)
+
+
+def _answer_batch_question(
+    longread: Assistant,
+    item: BatchQuestion,
+    default_doc: str | None,
+    mode: Mode,
+    model: str | None,
+    cancel: threading.Event,
+) -> dict[str, Any]:
+    """One batch question answered, as its output record."""
+    from engine.errors import EngineError
+    from engine.serialize import to_jsonable
+    from engine.types import AnswerDone
+
+    ref = item.doc or default_doc
+    if ref is None:
+        raise EngineError("names no document; give it a `doc` or pass --doc")
+    document_id = longread.resolve(ref).id
+    answer: Answer | None = None
+    for event in longread.ask(
+        document_id, item.question, strategy=mode.strategy, model=model, cancel=cancel
+    ):
+        if isinstance(event, AnswerDone):
+            answer = event.answer
+    assert answer is not None, "ask always ends with AnswerDone"
+    return {
+        "id": item.id,
+        "line": item.line,
+        "doc": document_id,
+        "question": item.question,
+        "answer": answer.text,
+        "strategy": answer.strategy.value,
+        "verdict": answer.verdict.value,
+        "escalated": answer.escalated,
+        "route": to_jsonable(answer.route),
+        "citations": to_jsonable(answer.citations),
+        "grounding": to_jsonable(answer.grounding),
+        "retrieval_confidence": answer.retrieval_confidence,
+        "timings": to_jsonable(answer.timings),
+        "attempts": [
+            {"strategy": a.strategy.value, "answer": a.text, "verdict": a.verdict.value}
+            for a in answer.attempts
+        ],
+    }
+
+
+class _BatchBar:
+    """A progress bar of questions with questions per minute and time left."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.console = progress.console
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.task = progress.add_task("", total=total, name="questions", stage="", unit="")
+
+    def advance(self) -> None:
+        from engine.batch import BatchProgress
+        from engine.planner import format_seconds
+
+        self.done += 1
+        state = BatchProgress.measure(self.done, self.total, self.started, time.monotonic())
+        rate = f"{state.per_minute:.1f}/min" if state.per_minute else ""
+        left = state.seconds_left
+        eta = f"{format_seconds(left)} left" if left else ""
+        self.progress.update(self.task, completed=self.done, stage=f"{rate} {eta}".strip())
+
+
+@contextmanager
+def _batch_progress(total: int) -> Iterator[_BatchBar]:
+    with _progress() as progress:
+        yield _BatchBar(progress, total)
 
 
 @models_cli.callback(invoke_without_command=True)
@@ -540,12 +726,7 @@ def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
             profile = None if entry.is_missing else longread.model_profile(entry)
             rows.append((entry, profile))
     if as_json:
-        payload = [
-            {"name": e.name, "path": str(e.path), "default": e.is_default, "missing": e.is_missing}
-            | (_profile_json(p) if p else {})
-            for e, p in rows
-        ]
-        out.print_json(json.dumps(payload))
+        _print_json([{"model": e, "missing": e.is_missing, "profile": p} for e, p in rows])
         return
     table = Table()
     for column in ("name", "architecture", "params", "quant", "window"):
@@ -567,24 +748,6 @@ def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
     out.print(table)
     out.print("* the default; `--json` shows each profile in full", highlight=False)
-
-
-def _profile_json(profile: ModelProfile) -> dict[str, Any]:
-    return {
-        "architecture": profile.architecture,
-        "context_length": profile.context_length,
-        "layers": profile.layer_count,
-        "kv_heads": profile.kv_head_count,
-        "head_dim": profile.head_dim,
-        "parameters": profile.parameter_count,
-        "size_class": profile.size_class.value,
-        "file_type": profile.file_type,
-        "rope_freq_base": profile.rope_freq_base,
-        "rope_scaling": profile.rope_scaling_type,
-        "sliding_window": profile.sliding_window,
-        "chat_template": profile.has_chat_template,
-        "sha256": profile.sha256,
-    }
 
 
 @models_cli.command("add")

@@ -33,7 +33,7 @@ def test_add_list_show_remove_round_trip(tmp_path: Path) -> None:
 
     listed = json.loads(runner.invoke(cli, ["list", "--json"]).output)
     assert sorted(d["title"] for d in listed) == ["Harbour Lights", "Harbour Walls"]
-    assert set(listed[0]) >= {"id", "title", "format", "pages", "tokens", "chunks"}
+    assert set(listed[0]) >= {"id", "title", "format", "page_count", "token_count", "chunk_count"}
 
     table = runner.invoke(cli, ["list"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "Harbour Walls" in table.output

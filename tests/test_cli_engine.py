@@ -70,8 +70,8 @@ def library(tmp_path: Path, isolated_home: Path) -> Path:
 
 def test_ask_json_reports_the_answer_plan_layout_and_timings(library: Path) -> None:
     answer = ask_json(library, "What was the combination of the padlock?")
-    print(answer["answer"])
-    assert answer["answer"].strip()
+    print(answer["text"])
+    assert answer["text"].strip()
     assert answer["layout"] == "query-aware"
     assert answer["strategy"] == "long"
     assert answer["plan"]["fits"] and answer["plan"]["rope_method"] == "none"
@@ -88,6 +88,9 @@ def test_the_plain_output_streams_the_answer_and_puts_the_plan_on_stderr(library
 
 
 def test_a_follow_up_in_another_process_loads_the_saved_kv_state(library: Path) -> None:
+    explain = ("ask", "keeper", "Why did Mara stay?", "--layout", "cached", "--explain", "--json")
+    before = json.loads(longread(library, *explain).stdout)
+    assert before["strategy"] == "long" and not before["facts"]["kv_cached"]
     first = ask_json(library, "When did Mara arrive?", "--layout", "cached")
     assert not first["timings"]["state_loaded"]
     assert first["timings"]["evaluated_tokens"] == first["timings"]["prompt_tokens"]
@@ -98,6 +101,9 @@ def test_a_follow_up_in_another_process_loads_the_saved_kv_state(library: Path) 
     assert timings["state_loaded"]
     assert timings["reused_tokens"] > 150
     assert timings["evaluated_tokens"] < 30, "only the question should be evaluated"
+    after = json.loads(longread(library, *explain).stdout)
+    assert after["facts"]["kv_cached"], "the router knows the document is already read"
+    assert after["question_type"] == "reasoning" and after["reasons"]
 
     listing = longread(library, "cache")
     assert "The Lighthouse Keeper" in listing.stdout
@@ -123,20 +129,24 @@ def test_a_corrupt_saved_state_is_rebuilt_not_trusted(library: Path) -> None:
 
 
 def test_plan_shows_the_window_and_why(library: Path) -> None:
-    plan = json.loads(longread(library, "plan", "keeper", "--json").stdout)
+    planned = json.loads(longread(library, "plan", "keeper", "--json").stdout)
+    plan = planned["plan"]
     assert plan["fits"] and plan["n_ctx"] >= plan["tokens_needed"]
-    assert plan["kv_type"] == "f16" and plan["model"] == "default"
+    assert plan["kv_type"] == "f16" and planned["model"] == "default"
     text = longread(library, "plan", "keeper").stdout
     assert "8,192-token trained window" in text and "verdict:" in text
 
 
 def test_models_lists_adds_and_refuses_corrupt_files(tmp_path: Path, isolated_home: Path) -> None:
     listed = json.loads(longread(isolated_home, "models", "--json").stdout)
-    assert listed[0]["name"] == "default" and listed[0]["context_length"] == 8192
+    assert listed[0]["model"]["name"] == "default"
+    assert listed[0]["profile"]["context_length"] == 8192
 
     long_model = write_gguf(tmp_path / "long-llama.gguf", yarn_llama())
     longread(isolated_home, "models", "add", str(long_model), "--name", "long")
-    names = [m["name"] for m in json.loads(longread(isolated_home, "models", "--json").stdout)]
+    names = [
+        m["model"]["name"] for m in json.loads(longread(isolated_home, "models", "--json").stdout)
+    ]
     assert names == ["default", "long"]
 
     broken = write_gguf(tmp_path / "broken.gguf", truncated(yarn_llama(), 0.3))
@@ -144,7 +154,9 @@ def test_models_lists_adds_and_refuses_corrupt_files(tmp_path: Path, isolated_ho
     assert refused.returncode == 1 and "broken.gguf" in refused.stderr
 
     longread(isolated_home, "models", "remove", "long")
-    names = [m["name"] for m in json.loads(longread(isolated_home, "models", "--json").stdout)]
+    names = [
+        m["model"]["name"] for m in json.loads(longread(isolated_home, "models", "--json").stdout)
+    ]
     assert names == ["default"]
 
 
