@@ -9,9 +9,9 @@ Asking is one pipeline for every strategy: the question is resolved once into an
 follow-ups), the router (engine/router.py) picks a strategy from the context facts, the
 strategy prepares (a search) and says what window it needs, the planner sizes the context,
 the runtime loads the model (or reuses the resident one when the plan is compatible) and the
-strategy streams its answer. A retrieval answer that declines or that its passages do not
-support escalates once, Self-Route style. It prints nothing: it returns data and yields
-events, each slow step with progress.
+strategy streams its answer. A retrieval answer that declines, that its passages do not
+back, or whose search barely matched the question escalates once, Self-Route style. It
+prints nothing: it returns data and yields events, each slow step with progress.
 """
 
 from __future__ import annotations
@@ -255,6 +255,7 @@ class Assistant:
         if rebuild:
             for document_id in document_ids:
                 self.searcher.forget(document_id)
+                self._rarities.pop(document_id, None)
                 yield from self.index_store.build(self.library, document_id, reason="asked to")
         yield from self.searcher.prepare(document_ids)
 
@@ -382,8 +383,9 @@ class Assistant:
         """Answer a question about a document, streaming events.
 
         The router picks the strategy (or `strategy` forces one) and says why in the first
-        event. A retrieval answer that declines, or that its passages do not support, is
-        asked again with the whole document when that is feasible within the latency
+        event. A retrieval answer that declines, that its passages do not back, or whose
+        search found little of the question (engine/grounding.py) is asked again with the
+        whole document when that is feasible within the latency
         budget (Self-Route): an `Escalated` event marks the first answer as an attempt, and
         the final answer records it. Errors the person can fix (a document too long for a
         forced long-context answer, beacons not built) raise EngineError before any token.
@@ -393,27 +395,30 @@ class Assistant:
         route = route_question(ask.question, facts, forced=strategy)
         yield RouteChosen(route)
         first = yield from self._answer_with(route, ask, attempt=1, cancel=cancel)
-        second_route = self._escalation(route, facts, first)
+        why = self._set_aside(route, first)
+        second_route = fallback(route, facts) if why else None
         if second_route is None:
             yield AnswerDone(replace(first, route=route))
             return
-        yield Escalated(first, second_route, second_route.reason)
+        yield Escalated(first, second_route, why)
         second = yield from self._answer_with(second_route, ask, attempt=2, cancel=cancel)
         yield AnswerDone(replace(second, route=second_route, attempts=(first,)))
 
-    def _escalation(self, route: Route, facts: ContextFacts, answer: Answer) -> Route | None:
-        """Self-Route's second step, when the first answer declined or was unsupported."""
+    @staticmethod
+    def _set_aside(route: Route, answer: Answer) -> str:
+        """Why a retrieval answer should be set aside (Self-Route), or "" when it stands."""
         if answer.cancelled or route.strategy is not Strategy.RAG:
-            return None
-        declined = answer.verdict is Verdict.UNANSWERABLE
-        unsupported = answer.grounding is not None and not answer.grounding.supported
-        off_topic = (
-            answer.retrieval_confidence is not None
-            and answer.retrieval_confidence < CONFIDENCE_THRESHOLD
-        )
-        if not (declined or unsupported or off_topic):
-            return None
-        return fallback(route, facts)
+            return ""
+        reasons = []
+        if answer.verdict is Verdict.UNANSWERABLE:
+            reasons.append("the model found no answer in the passages")
+        if answer.grounding is not None and not answer.grounding.supported:
+            missing = ", ".join(answer.grounding.missing[:4])
+            reasons.append(f"the passages do not contain what it names ({missing})")
+        confidence = answer.retrieval_confidence
+        if confidence is not None and confidence < CONFIDENCE_THRESHOLD:
+            reasons.append(f"the search found little of the question (confidence {confidence:.2f})")
+        return "; ".join(reasons)
 
     def _answer_with(
         self, route: Route, ask: AskContext, *, attempt: int, cancel: threading.Event | None

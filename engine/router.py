@@ -4,7 +4,8 @@
 location / reasoning / comparison, plus global) with case-insensitive word rules, no model.
 `route(question, facts, forced)` picks the cheapest strategy that can answer it well and says
 why in one sentence with the deciding numbers. `fallback(route, facts)` is Self-Route's second
-step: where to send a retrieval answer that declined or was not supported by its passages.
+step: where to send a retrieval answer that declined, was not backed by its passages, or
+whose search found little of the question.
 
 What it does not do: no I/O, no model, no planning (the caller measures the facts: the
 planner's fit and prefill estimate, the KV cache store, the beacon store), and no judging of
@@ -326,11 +327,14 @@ def route(question: str, facts: ContextFacts, forced: Strategy | None = None) ->
     return Route(strategy=strategy, question_type=question_type, reasons=(reason,), facts=facts)
 
 
-_DECLINED = "the retrieval answer declined or was not supported by its passages"
+_DECLINED = (
+    "the retrieval answer declined, was not backed by its passages, or the search found"
+    " little of the question"
+)
 
 
 def fallback(route: Route, facts: ContextFacts) -> Route | None:
-    """Self-Route's second step for a retrieval answer that declined or was not supported by
+    """Self-Route's second step for a retrieval answer that declined or was not backed by
     its passages: long context if the document fits and is affordable, else beacons for a
     global question when they are built, else None.
 

@@ -210,7 +210,8 @@ class Answer:
     only): low means the text probably does not say what the question asks about."""
     attempts: tuple[Answer, ...] = ()
     """Earlier attempts at this question (Self-Route: a retrieval answer that declined or
-    was not supported by its passages), oldest first; empty when the first answer stood."""
+    was not backed by its passages, or whose search barely matched), oldest first; empty
+    when the first answer stood."""
 
     @property
     def escalated(self) -> bool:
@@ -265,7 +266,8 @@ class AnswerToken:
 @dataclass(frozen=True)
 class Escalated:
     """The answer so far (`attempt`) is set aside and the question asked again with
-    `route` (Self-Route): the first answer declined or was not supported by its text."""
+    `route` (Self-Route): the first answer declined, was not backed by its passages, or its
+    search found little of the question."""
 
     attempt: Answer
     route: Route

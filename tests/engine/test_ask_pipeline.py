@@ -110,6 +110,7 @@ def test_a_declined_retrieval_answer_escalates_to_the_whole_document(
     escalated = [e for e in events if isinstance(e, Escalated)]
     assert len(escalated) == 1 and escalated[0].route.strategy is Strategy.LONG_CONTEXT
     assert escalated[0].attempt.verdict is Verdict.UNANSWERABLE
+    assert escalated[0].reason == "the model found no answer in the passages"
     # The declined attempt's words were held back; the second attempt's tokens stream.
     tokens = [e for e in events if isinstance(e, AnswerToken)]
     assert {t.attempt for t in tokens} == {2}
@@ -139,7 +140,8 @@ def test_an_answer_its_passages_do_not_support_escalates_too(
     # The unsupported attempt streamed (it did not open with a verdict) and is marked.
     attempts = [e.attempt for e in events if isinstance(e, AnswerToken)]
     assert attempts[0] == 1 and attempts[-1] == 2
-    assert any(isinstance(e, Escalated) for e in events)
+    escalated = next(e for e in events if isinstance(e, Escalated))
+    assert "Zebediah" in escalated.reason, "the words the passages lack are named"
 
 
 def test_a_supported_retrieval_answer_stands(isolated_home: Path, book: Path) -> None:
@@ -269,6 +271,8 @@ def test_a_question_the_search_barely_matches_escalates_even_with_a_grounded_ans
     first = done.answer.attempts[0]
     assert first.grounding is not None and first.grounding.supported
     assert first.retrieval_confidence is not None and first.retrieval_confidence < 0.35
+    escalated = next(e for e in events if isinstance(e, Escalated))
+    assert escalated.reason.startswith("the search found little of the question")
     assert done.answer.strategy is Strategy.LONG_CONTEXT
 
 

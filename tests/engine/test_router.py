@@ -266,7 +266,7 @@ def test_fallback_table(
     assert follow.facts == later_facts
     assert not follow.forced
     assert follow.reason.startswith("Escalated")
-    assert "declined or was not supported" in follow.reason
+    assert "declined, was not backed by its passages" in follow.reason
     assert_one_sentence(follow.reason)
 
 
