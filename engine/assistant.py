@@ -36,7 +36,7 @@ from engine.planner import plan_context
 from engine.rendered import RenderedDocuments
 from engine.router import fallback
 from engine.router import route as route_question
-from engine.strategies.base import AnsweringStrategy, AskContext
+from engine.strategies.base import AnsweringStrategy, AskContext, cancelled_answer
 from engine.strategies.beacons import Beacons
 from engine.strategies.long_context import LongContext, long_context_tokens
 from engine.types import (
@@ -426,6 +426,8 @@ class Assistant:
         """Prepare, plan, load and answer with one strategy; returns its Answer."""
         strategy = self._strategy(route.strategy)
         tokens_needed = yield from strategy.prepare(ask, cancel)
+        if cancel is not None and cancel.is_set():  # stopped while searching: load nothing
+            return cancelled_answer(ask, route.strategy)
         plan = self._plan(ask, tokens_needed)
         if not plan.fits:
             raise EngineError(

@@ -15,11 +15,12 @@ What this module does not do: choose a strategy (engine/router.py), plan a conte
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from engine.llm import LLM, Done, PrefillProgress, StreamEvent, TextPiece
+from engine.strategies.timing import timings_from
 from engine.types import (
     Answer,
     AnswerEvent,
@@ -110,6 +111,14 @@ def relay(
     return done
 
 
-def unique(values: Sequence[str]) -> tuple[str, ...]:
-    """The values in first-seen order, each once."""
-    return tuple(dict.fromkeys(values))
+def cancelled_answer(ask: AskContext, strategy: Strategy) -> Answer:
+    """The answer to a question cancelled before the model was asked: empty, cancelled."""
+    return Answer(
+        question=ask.question,
+        text="",
+        strategy=strategy,
+        document_ids=(ask.document.id,),
+        citations=(),
+        timings=timings_from(None, 0.0),
+        cancelled=True,
+    )

@@ -4,6 +4,7 @@ real. Covers routing, Self-Route escalation, and never paying twice for a docume
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,21 @@ def test_a_question_the_search_matches_well_has_high_confidence(
     assert isinstance(done, AnswerDone) and not done.answer.escalated
     assert done.answer.retrieval_confidence is not None
     assert done.answer.retrieval_confidence >= 0.35
+
+
+def test_a_question_cancelled_while_searching_loads_no_model(
+    isolated_home: Path, book: Path
+) -> None:
+    assistant, runtime = _assistant(isolated_home, FakeLLM())
+    cancel = threading.Event()
+    cancel.set()
+    with assistant:
+        document_id = _add(assistant, book)
+        events = list(
+            assistant.ask(
+                document_id, "Where did the key hang?", strategy=Strategy.RAG, cancel=cancel
+            )
+        )
+    done = events[-1]
+    assert isinstance(done, AnswerDone) and done.answer.cancelled and not done.answer.text
+    assert runtime.loads == [] and not done.answer.escalated
