@@ -2,7 +2,8 @@
 
 It owns the library, the model catalog, the llama.cpp runtime, the search indexes and the KV
 state cache, builds them lazily so a command only pays for what it touches, and exposes the
-product's verbs: add, list, show, remove; search; models, plan, route, ask; cache.
+product's verbs: add, list, show, remove, status; search; models, plan, route, ask; each
+document's conversation (remember, history, export); cache.
 
 Asking is one pipeline for every strategy: the question is resolved once into an
 `AskContext` (the document rendered and counted once per model file and document, kept for
@@ -21,14 +22,17 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.caveats import set_aside_reason
 from engine.config import Settings
 from engine.errors import USER_ERRORS, EngineError
 from engine.facts import measure_facts, planner_settings, retrieval_window
-from engine.grounding import CONFIDENCE_THRESHOLD, TermRarity
+from engine.grounding import TermRarity
+from engine.history import Turn, conversation_markdown, decode_turn, encode_turn, turn_from_answer
 from engine.kvcache import KVStateStore, StateEntry
 from engine.llm import LLM, LLMRuntime
 from engine.memory import planning_budget
@@ -36,6 +40,8 @@ from engine.planner import plan_context
 from engine.rendered import RenderedDocuments
 from engine.router import fallback
 from engine.router import route as route_question
+from engine.status import DocumentStatus
+from engine.status import document_status as read_document_status
 from engine.strategies.base import AnsweringStrategy, AskContext, cancelled_answer
 from engine.strategies.beacons import Beacons
 from engine.strategies.long_context import LongContext, long_context_tokens
@@ -53,7 +59,6 @@ from engine.types import (
     Route,
     RouteChosen,
     Strategy,
-    Verdict,
 )
 from ingest.library import Library
 from ingest.pipeline import AddStatus, FileOutcome, FileProgress, Stage, add_file
@@ -97,6 +102,7 @@ class Assistant:
         self.settings = settings
         self._runtime = runtime
         self._embedder = embedder
+        self._embedder_given = embedder is not None
         self._library: Library | None = None
         self._catalog: ModelCatalog | None = None
         self._kv_store: KVStateStore | None = None
@@ -158,6 +164,27 @@ class Assistant:
 
             self._searcher = Searcher(self.library, self.index_store)
         return self._searcher
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Answer with new settings from the next question on (the TUI's settings screen).
+
+        The resident model stays until a question needs another plan (the runtime reloads
+        it then). Parts built from settings that changed are rebuilt on next use.
+        """
+        if settings.home != self.settings.home:
+            raise EngineError("the data dir cannot change while longread runs; restart it")
+        if settings.cache != self.settings.cache:
+            self._kv_store = None
+        if (settings.retrieval.embedder, settings.chunking) != (
+            self.settings.retrieval.embedder,
+            self.settings.chunking,
+        ) and self._index_store is not None:
+            self._index_store.close()
+            self._index_store = self._searcher = None
+            self._rarities.clear()
+            if not self._embedder_given:
+                self._embedder = None
+        self.settings = settings
 
     def close(self) -> None:
         """Free the model, the indexes and the library; safe to call twice."""
@@ -230,6 +257,12 @@ class Assistant:
             self._searcher.forget(document.id)
         self._remove_index(document.id)
         return document
+
+    def document_status(self, document_id: str) -> DocumentStatus:
+        """Index, beacons and saved KV state of a document, from files alone (no embedder,
+        no model): cheap enough for a library table (engine/status.py)."""
+        saved = self.kv_store.entries()
+        return read_document_status(self.library, self.settings.home, document_id, saved)
 
     def _remove_index(self, document_id: str) -> None:
         # Deleting the folder needs no embedder: avoid loading one just to remove files.
@@ -395,7 +428,7 @@ class Assistant:
         route = route_question(ask.question, facts, forced=strategy)
         yield RouteChosen(route)
         first = yield from self._answer_with(route, ask, attempt=1, cancel=cancel)
-        why = self._set_aside(route, first)
+        why = set_aside_reason(route, first)
         second_route = fallback(route, facts) if why else None
         if second_route is None:
             yield AnswerDone(replace(first, route=route))
@@ -403,22 +436,6 @@ class Assistant:
         yield Escalated(first, second_route, why)
         second = yield from self._answer_with(second_route, ask, attempt=2, cancel=cancel)
         yield AnswerDone(replace(second, route=second_route, attempts=(first,)))
-
-    @staticmethod
-    def _set_aside(route: Route, answer: Answer) -> str:
-        """Why a retrieval answer should be set aside (Self-Route), or "" when it stands."""
-        if answer.cancelled or route.strategy is not Strategy.RAG:
-            return ""
-        reasons = []
-        if answer.verdict is Verdict.UNANSWERABLE:
-            reasons.append("the model found no answer in the passages")
-        if answer.grounding is not None and not answer.grounding.supported:
-            missing = ", ".join(answer.grounding.missing[:4])
-            reasons.append(f"the passages do not contain what it names ({missing})")
-        confidence = answer.retrieval_confidence
-        if confidence is not None and confidence < CONFIDENCE_THRESHOLD:
-            reasons.append(f"the search found little of the question (confidence {confidence:.2f})")
-        return "; ".join(reasons)
 
     def _answer_with(
         self, route: Route, ask: AskContext, *, attempt: int, cancel: threading.Event | None
@@ -484,6 +501,29 @@ class Assistant:
         seconds = time.perf_counter() - started
         yield Preparing(PrepStage.MODEL, 1, 1, profile.name)
         return llm, seconds
+
+    # -- conversations -------------------------------------------------------------------
+
+    def remember(self, document_id: str, answer: Answer) -> Turn | None:
+        """Keep a finished answer in the document's conversation; returns the stored turn.
+        A cancelled answer is not an answer: it is never kept (None)."""
+        if answer.cancelled:
+            return None
+        turn = turn_from_answer(answer, datetime.now(UTC))
+        ordinal = self.library.append_turn(document_id, encode_turn(turn), turn.created_at)
+        return replace(turn, ordinal=ordinal)
+
+    def history(self, document_id: str) -> list[Turn]:
+        """The document's conversation, oldest first; HistoryError for a turn it cannot read."""
+        return [decode_turn(stored) for stored in self.library.turns(document_id)]
+
+    def clear_history(self, document_id: str) -> int:
+        """Forget the document's conversation; returns how many turns were deleted."""
+        return self.library.clear_turns(document_id)
+
+    def export_history(self, document_id: str) -> str:
+        """The document's conversation as Markdown, under the document's title."""
+        return conversation_markdown(self.library.get(document_id).title, self.history(document_id))
 
     # -- the KV state cache --------------------------------------------------------------
 

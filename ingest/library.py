@@ -1,8 +1,13 @@
-"""The document library: one SQLite file holding documents, their text, sections and chunks.
+"""The document library: one SQLite file holding documents, their text, sections and chunks,
+and each document's conversation.
 
 WAL mode, numbered schema migrations (PRAGMA user_version), and one transaction per
 document, so a failure or a kill mid-way leaves the library exactly as it was. A document's
 id is the sha256 of its file's bytes. Search indexes are not kept here (retrieval/ owns them).
+
+A conversation turn is stored as an opaque JSON payload with its place and time: the engine
+decides what a turn holds (engine/history.py); the library only keeps the turns in order
+and drops them with their document.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ingest.types import (
     Format,
     Section,
     SectionKind,
+    StoredTurn,
 )
 
 DATABASE_NAME = "library.sqlite3"
@@ -77,6 +83,17 @@ _MIGRATIONS: tuple[str, ...] = (
     # the only section ever written as BODY.
     """
     UPDATE sections SET kind = 'front' WHERE kind = 'body'
+    """,
+    # Version 3: each document's conversation, one row per answered question. IF NOT EXISTS
+    # so that re-running it over a database that already has the table is harmless.
+    """
+    CREATE TABLE IF NOT EXISTS conversation_turns (
+        document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (document_id, ordinal)
+    )
     """,
 )
 
@@ -310,6 +327,49 @@ class Library:
         if row is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
         return ChunkSettings(max_tokens=row[0], overlap=row[1])
+
+    # -- conversations -------------------------------------------------------------------
+
+    def append_turn(self, doc_id: str, payload: str, created_at: datetime) -> int:
+        """Add a turn after the document's last one; returns its ordinal (0 for the first).
+
+        The ordinal is chosen and the row written in one transaction, so turns appended
+        from several threads or processes never share a place.
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+                raise DocumentNotFoundError(f"no document with id {doc_id}")
+            (ordinal,) = db.execute(
+                "SELECT COALESCE(MAX(ordinal) + 1, 0) FROM conversation_turns"
+                " WHERE document_id = ?",
+                (doc_id,),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO conversation_turns VALUES (?, ?, ?, ?)",
+                (doc_id, ordinal, created_at.astimezone(UTC).isoformat(), payload),
+            )
+        return int(ordinal)
+
+    def turns(self, doc_id: str) -> list[StoredTurn]:
+        """The document's conversation, oldest first (empty for none, or no such document)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ordinal, created_at, payload FROM conversation_turns"
+                " WHERE document_id = ? ORDER BY ordinal",
+                (doc_id,),
+            ).fetchall()
+        return [
+            StoredTurn(
+                ordinal=int(o), created_at=datetime.fromisoformat(str(at)), payload=str(payload)
+            )
+            for o, at, payload in rows
+        ]
+
+    def clear_turns(self, doc_id: str) -> int:
+        """Forget the document's conversation; returns how many turns were deleted."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM conversation_turns WHERE document_id = ?", (doc_id,))
+        return int(cursor.rowcount)
 
 
 def _document_from_row(row: tuple[object, ...]) -> Document:

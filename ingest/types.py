@@ -127,3 +127,17 @@ class Document:
     chunk_count: int
     byte_size: int
     added_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    """One turn of a document's conversation as the library keeps it.
+
+    `payload` is JSON the engine wrote and reads back (engine/history.py); the library does
+    not look inside. `ordinal` counts from 0 in the order turns were added; `created_at` is
+    in UTC.
+    """
+
+    ordinal: int
+    created_at: datetime
+    payload: str

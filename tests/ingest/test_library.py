@@ -72,7 +72,7 @@ def test_front_matter_kind_round_trips_and_old_body_rows_are_migrated(tmp_path: 
     db.close()
     with Library(tmp_path) as library:
         first, second = library.sections(document.id)[:2]
-        assert library.schema_version == 2
+        assert library.schema_version >= 2  # later migrations run too
     assert (first.label, first.kind) == ("Start", SectionKind.FRONT)
     assert second.kind is SectionKind.CHAPTER
 
