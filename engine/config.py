@@ -5,6 +5,10 @@ Precedence is defaults < config file < `LONGREAD_*` environment < CLI flags. The
 unknown table or key is an error that lists the known ones, never silently ignored. The
 environment names a key as `LONGREAD_<SECTION>_<KEY>` (`LONGREAD_CHUNKING_MAX_TOKENS=800`);
 the data dir itself is `LONGREAD_HOME`, else the platform's user data dir.
+
+`save_settings` writes changed keys back into the file (the TUI's settings screen uses it),
+keeping every other table and key, and refuses a value that would not load. `needs_reload`
+names the changes that take effect only when the model is loaded again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from engine.errors import ConfigError
-from engine.types import KVCacheType, PromptLayout, RopeMethod
+from engine.toml_writer import toml_document, write_atomic
+from engine.types import KVCacheType, PromptLayout, RopeMethod, Strategy
 from ingest.types import ChunkSettings
 
 CONFIG_FILE_NAME = "config.toml"
@@ -94,17 +99,26 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class RouterSettings:
-    """How the router weighs time (see engine/router.py)."""
+    """How the router weighs time, or the strategy it is told to use (see engine/router.py)."""
 
     # Reading a whole document is worth at most this wait before the first token; past it,
     # a question goes to retrieval unless the document's KV state is already saved.
     latency_budget_seconds: float = 60.0
+    strategy: str = "auto"  # auto (the router decides), or a Strategy value: long, beacons, rag
 
     def __post_init__(self) -> None:
         if not self.latency_budget_seconds > 0:
             raise ValueError(
                 f"latency_budget_seconds must be positive, got {self.latency_budget_seconds}"
             )
+        if self.strategy != "auto" and self.strategy not in {s.value for s in Strategy}:
+            known = ", ".join(["auto", *(s.value for s in Strategy)])
+            raise ValueError(f"strategy must be one of {known}, got {self.strategy!r}")
+
+    @property
+    def forced_strategy(self) -> Strategy | None:
+        """The strategy every question takes, or None when the router decides."""
+        return None if self.strategy == "auto" else Strategy(self.strategy)
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,17 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class UISettings:
+    """How the terminal UI looks. The app checks the theme against the themes it has."""
+
+    theme: str = "textual-dark"
+
+    def __post_init__(self) -> None:
+        if not self.theme.strip():
+            raise ValueError("theme must name a theme, such as textual-dark or textual-light")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable. Sections are frozen dataclasses with defaults."""
 
@@ -129,6 +154,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    ui: UISettings = field(default_factory=UISettings)
 
     @property
     def config_path(self) -> Path:
@@ -158,7 +184,96 @@ def load_settings(
     if overrides:
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
         layers.append(("command-line flags", cleaned))
+    return Settings(home=resolved_home, **_sections(layers))
 
+
+RELOAD_KEYS = (
+    "model.name",
+    "model.threads",
+    "context.rope_method",
+    "context.max_rope_factor",
+    "context.kv_type",
+    "context.gpu_layers",
+    "context.memory_budget_mb",
+)
+"""Settings that shape the context plan or the load itself (see `needs_reload`)."""
+
+
+def changed_values(old: Settings, new: Settings) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}} for every setting whose value differs between old and new."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in _section_types():
+        before, after = getattr(old, name), getattr(new, name)
+        for item in dataclasses.fields(after):
+            value = getattr(after, item.name)
+            if getattr(before, item.name) != value:
+                changes.setdefault(name, {})[item.name] = value
+    return changes
+
+
+def needs_reload(old: Settings, new: Settings) -> list[str]:
+    """The changed settings ("context.kv_type") that apply only when the model loads again.
+
+    The model stays resident between questions and is reused while a new context plan
+    computes the same way (engine/llamacpp/params.py `can_serve`). These settings change
+    the model file, the threads or the plan (RoPE scaling, KV type, GPU layers, memory), so
+    the next question may load the model again, on its own: no restart, just a slower
+    first answer. Everything else (answer length, strategy, theme, ...) applies at once.
+    """
+    changes = changed_values(old, new)
+    return [key for key in RELOAD_KEYS if key.split(".")[1] in changes.get(key.split(".")[0], {})]
+
+
+def environment_variable(section: str, key: str) -> str:
+    """The variable that sets `section.key`: `LONGREAD_<SECTION>_<KEY>`."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def environment_overrides(
+    changes: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The `LONGREAD_*` variables that are set and so win over these keys in the file."""
+    environ = os.environ if environ is None else environ
+    names = (environment_variable(s, k) for s, keys in changes.items() for k in keys)
+    return [name for name in names if name in environ]
+
+
+def save_settings(
+    settings: Settings,
+    changes: Mapping[str, Mapping[str, Any]] | None = None,
+    path: Path | None = None,
+) -> Path:
+    """Write `changes` ({section: {key: value}}) into the config file; return its path.
+
+    The file is `path`, else `settings.config_path`; with `changes` None, every key of every
+    section of `settings` is written. Every table and key already in the file is kept, the
+    given keys replaced or added. The result is checked the way `load_settings` reads it
+    before anything is written: a value that would not load raises ConfigError and leaves
+    the file as it was. The new file replaces the old one atomically (a reader sees one or
+    the other), in the old one's place and with its permissions.
+
+    The file is rewritten from its parsed values, so comments and formatting in it are
+    lost. Only flat tables of strings, numbers and booleans (longread's format) can be
+    written; enum values are written as their string.
+    """
+    target = (path or settings.config_path).expanduser()
+    if changes is None:
+        changes = {name: dataclasses.asdict(getattr(settings, name)) for name in _section_types()}
+    document = _read_toml(target) if target.is_file() else {}
+    for section, values in changes.items():
+        table = document.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] in {target} must be a table; fix or remove it")
+        table.update(values)
+    text = toml_document(document)
+    # Check exactly what will be written: the text, parsed back, must load.
+    _sections([(str(target), tomllib.loads(text))])
+    write_atomic(target.resolve(), text)
+    return target
+
+
+def _sections(layers: list[tuple[str, Mapping[str, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """Each section built from the layers (later wins); unknown sections are an error."""
     sections: dict[str, Any] = {}
     for name, section_type in _section_types().items():
         values: dict[str, Any] = {}
@@ -175,7 +290,7 @@ def load_settings(
                 f"unknown section {sorted(unknown)[0]!r} in {origin};"
                 f" known sections: {', '.join(sorted(sections))}"
             )
-    return Settings(home=resolved_home, **sections)
+    return sections
 
 
 def _section_types() -> dict[str, type]:
@@ -197,7 +312,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for name, section_type in _section_types().items():
         for key in (f.name for f in dataclasses.fields(section_type)):
-            variable = f"{ENV_PREFIX}{name}_{key}".upper()
+            variable = environment_variable(name, key)
             if variable in environ:
                 found.setdefault(name, {})[key] = environ[variable]
     return found
