@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ingest.chunker import chunk_document
-from ingest.errors import EmptyFileError, IngestError
+from ingest.errors import EmptyFileError, IngestError, PasswordError
 from ingest.library import Library, document_id
 from ingest.readers import reader_for
 from ingest.sniff import sniff_format
@@ -66,6 +66,9 @@ class FileOutcome:
     error: str | None = None
     stage_seconds: dict[Stage, float] = field(default_factory=dict)
     warning: str | None = None  # added, but something after saving did not work out
+    # The file is an encrypted PDF and the password was missing or wrong: a UI can ask for
+    # one and try again without parsing `error`.
+    password_required: bool = False
 
     @property
     def seconds(self) -> float:
@@ -114,7 +117,13 @@ def add_file(
         timings[Stage.SAVING] = time.perf_counter() - started
         return FileOutcome(path, AddStatus.ADDED, document, stage_seconds=timings)
     except IngestError as error:
-        return FileOutcome(path, AddStatus.FAILED, error=str(error), stage_seconds=timings)
+        return FileOutcome(
+            path,
+            AddStatus.FAILED,
+            error=str(error),
+            stage_seconds=timings,
+            password_required=isinstance(error, PasswordError),
+        )
 
 
 def _read_bytes(path: Path) -> bytes:
