@@ -115,17 +115,14 @@ class Mode(StrEnum):
     BEACONS = Strategy.BEACONS.value
     RAG = Strategy.RAG.value
 
-    @property
-    def strategy(self) -> Strategy | None:
-        return None if self is Mode.AUTO else Strategy(self.value)
-
 
 ModeOption = Annotated[
-    Mode,
+    Mode | None,
     typer.Option(
         "--mode",
         help="auto: the router chooses per question; long: the whole document in the model's"
-        " context; beacons: chunk summaries; rag: the passages search finds.",
+        " context; beacons: chunk summaries; rag: the passages search finds."
+        " Default: [router] strategy in the config (auto).",
     ),
 ]
 
@@ -134,7 +131,27 @@ ModeOption = Annotated[
 def main(ctx: typer.Context, home: HomeOption = None, config: ConfigOption = None) -> None:
     ctx.obj = {"home": home, "config": config}
     if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help(), highlight=False)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # Not a terminal (a pipe, a script): there is no screen for the TUI to draw on.
+            out.print(ctx.get_help(), highlight=False)
+            return
+        tui(ctx)
+
+
+@cli.command()
+def tui(ctx: typer.Context) -> None:
+    """Open the terminal UI (what `longread` with no command does)."""
+    from engine.config import load_settings
+    from engine.errors import USER_ERRORS
+
+    try:
+        settings = load_settings(config_path=ctx.obj["config"], home=ctx.obj["home"])
+    except USER_ERRORS as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from error
+    from app.app import run_tui  # Textual loads only for the TUI
+
+    run_tui(settings)
 
 
 def _print_json(value: Any) -> None:
@@ -391,6 +408,10 @@ def reindex(
     out.print(f"reindexed {len(ids)} document{'s' if len(ids) != 1 else ''}")
 
 
+def _strategy_flag(mode: Mode | None) -> dict[str, Any]:
+    return {"strategy": mode.value if mode is not None else None}
+
+
 def _context_flags(kv_type: KVCacheType | None, gpu_layers: int | None) -> dict[str, Any]:
     """`--kv-type` and `--gpu-layers` as overrides of the [context] settings."""
     return {"kv_type": kv_type.value if kv_type else None, "gpu_layers": gpu_layers}
@@ -433,7 +454,7 @@ def ask(
     ctx: typer.Context,
     doc: DocArgument,
     question: Annotated[str, typer.Argument(help="The question.")],
-    mode: ModeOption = Mode.AUTO,
+    mode: ModeOption = None,
     model: ModelOption = None,
     layout: LayoutOption = None,
     kv_type: KVTypeOption = None,
@@ -448,11 +469,13 @@ def ask(
     import threading
 
     cancel = threading.Event()
-    with assistant(ctx, context=_context_flags(kv_type, gpu_layers)) as longread:
+    flags = {"context": _context_flags(kv_type, gpu_layers), "router": _strategy_flag(mode)}
+    with assistant(ctx, **flags) as longread:
+        strategy = longread.settings.router.forced_strategy
         document_id = longread.resolve(doc).id
         if explain:
             route = longread.route(
-                document_id, question, strategy=mode.strategy, model=model, layout=layout
+                document_id, question, strategy=strategy, model=model, layout=layout
             )
             if as_json:
                 _print_json(route)
@@ -462,7 +485,7 @@ def ask(
         events = longread.ask(
             document_id,
             question,
-            strategy=mode.strategy,
+            strategy=strategy,
             model=model,
             layout=layout,
             cancel=cancel,
@@ -532,31 +555,15 @@ def _show_answer_events(events: Iterator[AnswerEvent], as_json: bool) -> None:
 
 
 def _print_answer(answer: Answer, as_json: bool) -> None:
-    from engine.grounding import CONFIDENCE_THRESHOLD
-    from engine.types import Verdict
+    from engine.caveats import answer_caveat
 
     if as_json:
         _print_json(answer)
         return
     out.print()
-    confidence = min(
-        (c for a in (answer, *answer.attempts) if (c := a.retrieval_confidence) is not None),
-        default=None,
-    )
-    if answer.verdict is Verdict.UNANSWERABLE:
-        err.print("[yellow]The passages shown to the model do not answer this.[/yellow]")
-    elif confidence is not None and confidence < CONFIDENCE_THRESHOLD:
-        err.print(
-            "[yellow]Search found little of this question in the text (confidence"
-            f" {confidence:.2f}): the text may not say this at all.[/yellow]",
-            highlight=False,
-        )
-    elif answer.grounding is not None and not answer.grounding.supported:
-        missing = ", ".join(answer.grounding.missing[:6])
-        err.print(
-            f"[yellow]Not supported by the passages shown: they do not contain {missing}.[/yellow]",
-            highlight=False,
-        )
+    caveat = answer_caveat(answer)
+    if caveat is not None and not answer.cancelled:
+        err.print(f"[yellow]{caveat}[/yellow]", highlight=False)
     if answer.citations:
         out.print("\nSources:", highlight=False)
         for citation in answer.citations:
@@ -586,7 +593,7 @@ def batch(
     doc: Annotated[
         str | None, typer.Option("--doc", help="The document of questions that name none.")
     ] = None,
-    mode: ModeOption = Mode.AUTO,
+    mode: ModeOption = None,
     model: ModelOption = None,
     kv_type: KVTypeOption = None,
     gpu_layers: GpuLayersOption = None,
@@ -599,7 +606,8 @@ def batch(
 
     cancel = threading.Event()
     failed = 0
-    with assistant(ctx, context=_context_flags(kv_type, gpu_layers)) as longread:
+    flags = {"context": _context_flags(kv_type, gpu_layers), "router": _strategy_flag(mode)}
+    with assistant(ctx, **flags) as longread:
         rows = list(read_questions(questions))
         for bad in (row for row in rows if isinstance(row, BadLine)):
             err.print(f"[yellow]skipped {questions.name} {bad}[/yellow]", highlight=False)
@@ -611,7 +619,7 @@ def batch(
         with open_output(output) as writer, _batch_progress(len(todo)) as progress:
             for item in todo:
                 try:
-                    record = _answer_batch_question(longread, item, doc, mode, model, cancel)
+                    record = _answer_batch_question(longread, item, doc, model, cancel)
                 except USER_ERRORS as error:
                     failed += 1
                     progress.console.print(
@@ -645,7 +653,6 @@ def _answer_batch_question(
     longread: Assistant,
     item: BatchQuestion,
     default_doc: str | None,
-    mode: Mode,
     model: str | None,
     cancel: threading.Event,
 ) -> dict[str, Any]:
@@ -660,7 +667,11 @@ def _answer_batch_question(
     document_id = longread.resolve(ref).id
     answer: Answer | None = None
     for event in longread.ask(
-        document_id, item.question, strategy=mode.strategy, model=model, cancel=cancel
+        document_id,
+        item.question,
+        strategy=longread.settings.router.forced_strategy,
+        model=model,
+        cancel=cancel,
     ):
         if isinstance(event, AnswerDone):
             answer = event.answer

@@ -1,6 +1,6 @@
-"""The Textual terminal UI: not built yet (no open issue asks for it).
+"""The Textual terminal UI: a library of documents and a chat with each.
 
-When it is, it talks only to `engine.assistant.Assistant`, runs blocking work in thread
-workers that post messages, and `longread` with no arguments opens it. Until then `make run`
-shows the CLI.
+`app.app.create_app` builds it over the `engine.assistant.Assistant` facade, which is all
+it talks to; blocking work runs in thread workers that only post messages. `longread` with
+no arguments (and `longread tui`) opens it.
 """

@@ -21,8 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ from engine.config import Settings
 from engine.errors import USER_ERRORS, EngineError
 from engine.facts import measure_facts, planner_settings, retrieval_window
 from engine.grounding import TermRarity
-from engine.history import Turn, conversation_markdown, decode_turn, encode_turn, turn_from_answer
+from engine.history import Conversations
 from engine.kvcache import KVStateStore, StateEntry
 from engine.llm import LLM, LLMRuntime
 from engine.memory import planning_budget
@@ -40,7 +39,7 @@ from engine.planner import plan_context
 from engine.rendered import RenderedDocuments
 from engine.router import fallback
 from engine.router import route as route_question
-from engine.status import DocumentStatus
+from engine.status import DocumentPlan, DocumentStatus
 from engine.status import document_status as read_document_status
 from engine.strategies.base import AnsweringStrategy, AskContext, cancelled_answer
 from engine.strategies.beacons import Beacons
@@ -77,17 +76,6 @@ TYPICAL_QUESTION_TOKENS = 32
 """What `plan` assumes a question costs when none is given."""
 
 
-@dataclass(frozen=True)
-class DocumentPlan:
-    """A document's context plan on one model, with the token counts behind it."""
-
-    document: Document
-    model: ModelEntry
-    profile: ModelProfile
-    document_tokens: int
-    plan: ContextPlan
-
-
 class Assistant:
     """longread's verbs over one data dir. Create one per process; close it when done."""
 
@@ -102,7 +90,6 @@ class Assistant:
         self.settings = settings
         self._runtime = runtime
         self._embedder = embedder
-        self._embedder_given = embedder is not None
         self._library: Library | None = None
         self._catalog: ModelCatalog | None = None
         self._kv_store: KVStateStore | None = None
@@ -165,25 +152,22 @@ class Assistant:
             self._searcher = Searcher(self.library, self.index_store)
         return self._searcher
 
+    @property
+    def conversations(self) -> Conversations:
+        """Each document's conversation, kept in the library."""
+        return Conversations(self.library)
+
     def reconfigure(self, settings: Settings) -> None:
         """Answer with new settings from the next question on (the TUI's settings screen).
 
         The resident model stays until a question needs another plan (the runtime reloads
-        it then). Parts built from settings that changed are rebuilt on next use.
+        it then). What the data dir, indexes and caches were built from needs a restart.
         """
-        if settings.home != self.settings.home:
-            raise EngineError("the data dir cannot change while longread runs; restart it")
-        if settings.cache != self.settings.cache:
-            self._kv_store = None
-        if (settings.retrieval.embedder, settings.chunking) != (
-            self.settings.retrieval.embedder,
-            self.settings.chunking,
-        ) and self._index_store is not None:
-            self._index_store.close()
-            self._index_store = self._searcher = None
-            self._rarities.clear()
-            if not self._embedder_given:
-                self._embedder = None
+        if _fixed_while_running(settings) != _fixed_while_running(self.settings):
+            raise EngineError(
+                "the data dir, chunking, embedder and cache settings apply from the next start;"
+                " restart longread"
+            )
         self.settings = settings
 
     def close(self) -> None:
@@ -465,10 +449,13 @@ class Assistant:
         if kind is Strategy.BEACONS:
             return Beacons()
         from engine.strategies.rag import Retrieval
+        from retrieval.types import SearchMode
 
         return Retrieval(
-            indexes=self._prepare_for_search,
-            search=self._search_prepared,
+            indexes=lambda document_id: self.searcher.prepare([document_id]),
+            search=lambda query, document_id, k: self.searcher.search(
+                query, k=k, mode=SearchMode.HYBRID, document_ids=[document_id]
+            ),
             top_k=self.settings.retrieval.top_k,
             window_tokens=partial(retrieval_window, self.settings),
             count_tokens=self.runtime.count_tokens,
@@ -483,14 +470,6 @@ class Assistant:
             self._rarities[document_id] = rarity
         return rarity
 
-    def _prepare_for_search(self, document_id: str) -> Iterator[IndexProgress]:
-        return self.searcher.prepare([document_id])
-
-    def _search_prepared(self, query: str, document_id: str, k: int) -> list[Hit]:
-        from retrieval.types import SearchMode
-
-        return self.searcher.search(query, k=k, mode=SearchMode.HYBRID, document_ids=[document_id])
-
     def _load(
         self, profile: ModelProfile, plan: ContextPlan
     ) -> Generator[Preparing, None, tuple[LLM, float]]:
@@ -502,29 +481,6 @@ class Assistant:
         yield Preparing(PrepStage.MODEL, 1, 1, profile.name)
         return llm, seconds
 
-    # -- conversations -------------------------------------------------------------------
-
-    def remember(self, document_id: str, answer: Answer) -> Turn | None:
-        """Keep a finished answer in the document's conversation; returns the stored turn.
-        A cancelled answer is not an answer: it is never kept (None)."""
-        if answer.cancelled:
-            return None
-        turn = turn_from_answer(answer, datetime.now(UTC))
-        ordinal = self.library.append_turn(document_id, encode_turn(turn), turn.created_at)
-        return replace(turn, ordinal=ordinal)
-
-    def history(self, document_id: str) -> list[Turn]:
-        """The document's conversation, oldest first; HistoryError for a turn it cannot read."""
-        return [decode_turn(stored) for stored in self.library.turns(document_id)]
-
-    def clear_history(self, document_id: str) -> int:
-        """Forget the document's conversation; returns how many turns were deleted."""
-        return self.library.clear_turns(document_id)
-
-    def export_history(self, document_id: str) -> str:
-        """The document's conversation as Markdown, under the document's title."""
-        return conversation_markdown(self.library.get(document_id).title, self.history(document_id))
-
     # -- the KV state cache --------------------------------------------------------------
 
     def cache_entries(self) -> list[StateEntry]:
@@ -534,3 +490,8 @@ class Assistant:
         """Delete saved KV states (of one document, or all); returns the bytes freed."""
         document_id = self.resolve(ref).id if ref else None
         return self.kv_store.clear(document_id)
+
+
+def _fixed_while_running(settings: Settings) -> tuple[object, ...]:
+    """The settings the data dir, indexes and caches were built from."""
+    return (settings.home, settings.chunking, settings.retrieval.embedder, settings.cache)

@@ -14,7 +14,7 @@ while a payload that is not JSON, lacks a field, has a value of the wrong type, 
 payload format this version does not know raises `HistoryError` (an EngineError, so the TUI
 and CLI show its message) naming the turn and the fix, rather than dropping turns silently.
 
-It does not touch the database (the facade, engine/assistant.py, does) or print anything.
+`Conversations` keeps them in the library; nothing here prints.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from engine.caveats import answer_caveat
 from engine.errors import EngineError
 from engine.serialize import to_jsonable
 from engine.types import Answer, Citation, Strategy, Verdict
+from ingest.library import Library
 from ingest.types import StoredTurn
 
 PAYLOAD_FORMAT = 1
@@ -149,6 +150,34 @@ def conversation_markdown(title: str, turns: Sequence[Turn]) -> str:
             lines += [f"- {_one_line(c.location)} — {_one_line(c.snippet)}" for c in turn.citations]
             lines.append("")
     return "\n".join(lines)
+
+
+class Conversations:
+    """Each document's conversation, turn by turn, in the library."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def remember(self, document_id: str, answer: Answer) -> Turn | None:
+        """Keep a finished answer as the conversation's next turn; returns the stored turn.
+        A cancelled answer is not an answer: it is never kept (None)."""
+        if answer.cancelled:
+            return None
+        turn = turn_from_answer(answer, datetime.now(UTC))
+        ordinal = self.library.append_turn(document_id, encode_turn(turn), turn.created_at)
+        return replace(turn, ordinal=ordinal)
+
+    def turns(self, document_id: str) -> list[Turn]:
+        """The conversation, oldest first; HistoryError for a turn it cannot read."""
+        return [decode_turn(stored) for stored in self.library.turns(document_id)]
+
+    def clear(self, document_id: str) -> int:
+        """Forget the conversation; returns how many turns were deleted."""
+        return self.library.clear_turns(document_id)
+
+    def export(self, document_id: str) -> str:
+        """The conversation as Markdown, under the document's title."""
+        return conversation_markdown(self.library.get(document_id).title, self.turns(document_id))
 
 
 def _one_line(text: str) -> str:

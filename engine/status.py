@@ -1,5 +1,5 @@
 """What a library table shows per document, found cheaply: search index, beacons, saved KV
-state; and a short label for a context plan.
+state; a document's context plan on a model (`DocumentPlan`) and a short label for it.
 
 Cheap means files and SQLite only: no embedder, no model, no token counting, so a table
 can be refreshed whenever the library changes. The index check therefore reads the index
@@ -22,9 +22,23 @@ from pathlib import Path
 from engine.kvcache import StateEntry
 from engine.types import ContextPlan, RopeMethod
 from ingest.library import Library
+from ingest.types import Document
+from models.catalog import ModelEntry
+from models.types import ModelProfile
 
 ROPE_NAMES = {RopeMethod.YARN: "YaRN", RopeMethod.LINEAR: "linear", RopeMethod.NTK: "NTK"}
 """RoPE scaling methods as people write them."""
+
+
+@dataclass(frozen=True)
+class DocumentPlan:
+    """A document's context plan on one model, with the token counts behind it."""
+
+    document: Document
+    model: ModelEntry
+    profile: ModelProfile
+    document_tokens: int
+    plan: ContextPlan
 
 
 @dataclass(frozen=True)

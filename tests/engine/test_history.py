@@ -242,14 +242,14 @@ def test_a_conversation_survives_a_restart(isolated_home: Path, letter: Path) ->
     with _assistant(isolated_home) as assistant:
         document_id = _add(assistant, letter)
         answer = _ask(assistant, document_id, "Why did the writer leave the farm?")
-        first = assistant.remember(document_id, answer)
-        second = assistant.remember(document_id, _answer(question="And the bank?"))
+        first = assistant.conversations.remember(document_id, answer)
+        second = assistant.conversations.remember(document_id, _answer(question="And the bank?"))
     assert first is not None and second is not None
     assert (first.ordinal, second.ordinal) == (0, 1)
     assert first.text == answer.text and first.strategy is answer.strategy
     assert first.created_at.tzinfo is not None
     with _assistant(isolated_home) as restarted:
-        assert restarted.history(document_id) == [first, second]
+        assert restarted.conversations.turns(document_id) == [first, second]
 
 
 def test_a_cancelled_answer_is_never_remembered(isolated_home: Path, letter: Path) -> None:
@@ -261,9 +261,9 @@ def test_a_cancelled_answer_is_never_remembered(isolated_home: Path, letter: Pat
             assistant, document_id, "Where is the farm?", strategy=Strategy.RAG, cancel=cancel
         )
         assert answer.cancelled
-        assert assistant.remember(document_id, answer) is None
-        assert assistant.remember(document_id, _answer(cancelled=True)) is None
-        assert assistant.history(document_id) == []
+        assert assistant.conversations.remember(document_id, answer) is None
+        assert assistant.conversations.remember(document_id, _answer(cancelled=True)) is None
+        assert assistant.conversations.turns(document_id) == []
 
 
 def test_clearing_exporting_and_removing_a_documents_conversation(
@@ -274,21 +274,21 @@ def test_clearing_exporting_and_removing_a_documents_conversation(
     with _assistant(isolated_home) as assistant:
         document_id = _add(assistant, letter)
         other = _add(assistant, other_path)
-        assistant.remember(document_id, _answer())
-        assistant.remember(other, _answer(question="What about the sea?"))
-        exported = assistant.export_history(document_id)
+        assistant.conversations.remember(document_id, _answer())
+        assistant.conversations.remember(other, _answer(question="What about the sea?"))
+        exported = assistant.conversations.export(document_id)
         title = assistant.library.get(document_id).title
         assert exported.splitlines()[0] == f"# {title}"
         assert "## 1. Where did the key hang?" in exported and "p. 12 —" in exported
         assert "What about the sea?" not in exported
 
-        assert assistant.clear_history(document_id) == 1
-        assert assistant.history(document_id) == []
-        assert len(assistant.history(other)) == 1
+        assert assistant.conversations.clear(document_id) == 1
+        assert assistant.conversations.turns(document_id) == []
+        assert len(assistant.conversations.turns(other)) == 1
 
         assistant.remove(other)
         assert assistant.library.turns(other) == []
         with pytest.raises(DocumentNotFoundError):
-            assistant.remember(other, _answer())
+            assistant.conversations.remember(other, _answer())
         with pytest.raises(DocumentNotFoundError):
-            assistant.export_history(other)
+            assistant.conversations.export(other)

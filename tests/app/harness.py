@@ -1,0 +1,49 @@
+"""What the TUI's Pilot tests share: an assistant with fakes behind its seams, documents
+written by the tests, and a bounded wait for a condition on the running app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from engine.assistant import Assistant
+from engine.config import load_settings
+from ingest.pipeline import FileOutcome
+from tests.fake_llm import FakeLLM, FakeRuntime
+from tests.fakes import FakeEmbedder
+
+LIGHTHOUSE = (
+    "Chapter One\n\nThe keeper of the northern light was a patient woman named Ida Varga."
+    " Every evening she climbed the ninety steps of the tower and trimmed the wick.\n\n"
+    "Chapter Two\n\nIn the winter of the great storm a fishing boat, the Marigold, ran onto"
+    " the reef below the tower. Ida rowed out alone and brought its three sailors home.\n\n"
+    "Chapter Three\n\nThe harbour town gave her a silver lantern, which she kept on the"
+    " kitchen shelf beside the lamp room key until the end of her days.\n"
+)
+
+
+def fake_assistant(home: Path, llm: FakeLLM | None = None) -> Assistant:
+    """A real Assistant (library, planner, router) with a fake model and embedder."""
+    settings = load_settings(environ={"LONGREAD_HOME": str(home)})
+    return Assistant(settings, runtime=FakeRuntime(llm=llm or FakeLLM()), embedder=FakeEmbedder())
+
+
+def add_text(assistant: Assistant, path: Path, text: str = LIGHTHOUSE) -> str:
+    """Write `text` to `path`, add it to the library and return the document's id."""
+    path.write_text(text, encoding="utf-8")
+    *_, outcome = assistant.add([path])
+    assert isinstance(outcome, FileOutcome) and outcome.document is not None, outcome
+    return outcome.document.id
+
+
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Let the app run until `condition` holds; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {condition}")
+        await pilot.pause(0.02)
