@@ -106,3 +106,17 @@ def test_the_cli_starts_without_loading_heavy_libraries() -> None:
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.splitlines()[-1] == "loaded:", result.stdout
+
+
+def test_no_command_without_a_terminal_prints_the_help_instead_of_the_ui() -> None:
+    result = runner.invoke(cli, [])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and "tui" in result.output
+
+
+def test_tui_reports_a_bad_config_before_drawing_anything(isolated_home: Path) -> None:
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.toml").write_text("[nonsense]\nkey = 1\n", encoding="utf-8")
+    result = runner.invoke(cli, ["tui"])
+    assert result.exit_code == 1
+    assert "unknown section 'nonsense'" in result.output
