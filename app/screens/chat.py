@@ -163,7 +163,11 @@ class ChatScreen(Screen[None]):
         self.query_one("#new-below").display = False
         self.query_one("#progress").display = False
         log = self.query_one("#log", ChatLog)
-        turns = self.assistant.conversations.turns(self.document.id)
+        try:
+            turns = self.assistant.conversations.turns(self.document.id)
+        except USER_ERRORS as error:  # a conversation saved by a newer longread, say
+            self.notify(str(error), severity="error", timeout=20)
+            turns = []
         await log.mount_all(AnswerBlock(turn.question, turn) for turn in turns)
         if turns:
             self._show_sources(turns[-1].citations)

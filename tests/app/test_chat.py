@@ -6,7 +6,9 @@ scrolled up, and the conversation comes back after a restart."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -173,3 +175,31 @@ def test_the_prefill_clock_estimates_time_left_from_the_rate_so_far() -> None:
     assert "about 6 s left" in text  # 750 tokens at 125 tokens/s
     loading = clock.describe(Preparing(PrepStage.MODEL, 0, 1, "SmolLM2"), now=13.0)
     assert loading == "Loading the model SmolLM2…"
+
+
+def test_a_conversation_that_cannot_be_read_is_reported_and_the_chat_still_opens(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    assistant = fake_assistant(isolated_home)
+    document_id = add_text(assistant, tmp_path / "lighthouse.txt")
+    assistant.library.append_turn(document_id, "{not json", datetime.now(UTC))
+    errors: list[str] = []
+
+    async def scenario() -> None:
+        app = create_app(assistant=assistant)
+        async with app.run_test(size=(100, 30)) as pilot:
+            original = app.notify
+
+            def record(message: str, **options: Any) -> None:
+                if options.get("severity") == "error":
+                    errors.append(message)
+                original(message, **options)
+
+            app.notify = record  # type: ignore[method-assign]
+            screen = await _open_chat(app, pilot)
+            await wait_for(pilot, lambda: bool(errors))
+            assert not list(screen.query(AnswerBlock))
+            assert screen.query_one("#question", Input).has_focus
+
+    asyncio.run(scenario())
+    assert "cannot be read" in errors[0] and "clear the conversation" in errors[0]
