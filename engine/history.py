@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from engine.caveats import answer_caveat
 from engine.errors import EngineError
 from engine.serialize import to_jsonable
-from engine.types import Answer, Citation, Strategy, Verdict
+from engine.types import Answer, Citation, Strategy, Timings, Verdict
 from ingest.library import Library
 from ingest.types import StoredTurn
 
@@ -55,10 +55,10 @@ class Turn:
     """One answered question of a document's conversation, as the chat view redraws it.
 
     `seconds` is the answer's total time as `Timings.total_seconds` gives it; `state_loaded`
-    says the document's prefill was not paid again (a saved KV state was loaded, or a cached
-    prefix reused); `route_reason` is the router's one sentence ("" when none was recorded);
-    `caveat` is the warning shown under the answer (engine/caveats.py), kept as written because
-    the signals behind it (retrieval confidence, grounding) are not.
+    says the document's prefill was not paid again (`prefill_reused`); `route_reason` is the
+    router's one sentence ("" when none was recorded); `caveat` is the warning shown under
+    the answer (engine/caveats.py), kept as written because the signals behind it (retrieval
+    confidence, grounding) are not.
     `ordinal` counts from 0 in the conversation, `UNSAVED` until the library stores the turn.
     """
 
@@ -76,6 +76,13 @@ class Turn:
     ordinal: int = UNSAVED
 
 
+def prefill_reused(timings: Timings) -> bool:
+    """Whether most of the prompt was not read again: a saved KV state was loaded, or the
+    model's cache held the document from the question before. A reused system prompt alone
+    (a few dozen tokens) does not count: the reader cares whether the document was re-read."""
+    return timings.state_loaded or 2 * timings.reused_tokens >= timings.prompt_tokens > 0
+
+
 def turn_from_answer(answer: Answer, created_at: datetime, ordinal: int = UNSAVED) -> Turn:
     """The turn a finished answer becomes."""
     timings = answer.timings
@@ -89,7 +96,7 @@ def turn_from_answer(answer: Answer, created_at: datetime, ordinal: int = UNSAVE
         verdict=answer.verdict,
         caveat=answer_caveat(answer),
         seconds=timings.total_seconds,
-        state_loaded=timings.state_loaded or timings.reused_tokens > 0,
+        state_loaded=prefill_reused(timings),
         created_at=created_at,
         ordinal=ordinal,
     )

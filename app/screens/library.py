@@ -28,13 +28,20 @@ from engine.errors import USER_ERRORS
 from engine.status import plan_summary
 from ingest.types import Document
 
-COLUMNS = ("Title", "Format", "Pages", "Tokens", "Added", "Search", "Beacons", "KV", "Plan")
+# The plan comes second so that it shows at 80 columns; the rest scrolls sideways.
+COLUMNS = ("Title", "Plan", "Tokens", "Pages", "Format", "Added", "Search", "Beacons", "KV")
 PLAN_COLUMN = "plan"
+TITLE_WIDTH = 30
+"""Longer titles are cut (the chat's header shows them whole)."""
 PENDING = "…"
 EMPTY_LIBRARY = (
     "Your library is empty.\n\nPress [b]a[/b] to add books and PDFs"
     " (PDF, EPUB, text, Markdown, HTML)."
 )
+
+
+def _cut(title: str) -> str:
+    return title if len(title) <= TITLE_WIDTH else title[: TITLE_WIDTH - 1] + "…"
 
 
 def _mark(flag: bool) -> str:
@@ -74,7 +81,8 @@ class LibraryScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for label in COLUMNS:
-            table.add_column(label, key=PLAN_COLUMN if label == "Plan" else label.lower())
+            width = TITLE_WIDTH if label == "Title" else None
+            table.add_column(label, key=label.lower(), width=width)
         self.refresh_table()
 
     def on_screen_resume(self) -> None:
@@ -91,15 +99,15 @@ class LibraryScreen(Screen[None]):
         for document in self._documents.values():
             status = self.assistant.document_status(document.id)
             table.add_row(
-                document.title,
-                document.format.value,
-                str(document.page_count) if document.page_count else "–",
+                _cut(document.title),
+                PENDING,
                 f"{document.token_count:,}",
+                str(document.page_count) if document.page_count else "–",
+                document.format.value,
                 document.added_at.strftime("%Y-%m-%d"),
                 _mark(status.indexed),
                 _mark(status.beacons_built),
                 _mark(status.kv_saved),
-                PENDING,
                 key=document.id,
             )
         empty = not self._documents
@@ -128,7 +136,7 @@ class LibraryScreen(Screen[None]):
     def on_library_screen_plan_ready(self, message: PlanReady) -> None:
         table = self.query_one(DataTable)
         if message.document_id in self._documents:
-            table.update_cell(message.document_id, PLAN_COLUMN, message.label)
+            table.update_cell(message.document_id, PLAN_COLUMN, message.label, update_width=True)
 
     def _selected_id(self) -> str | None:
         table = self.query_one(DataTable)

@@ -14,7 +14,7 @@ from textual.widgets import Label, Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
 from engine.caveats import answer_caveat
-from engine.history import Turn
+from engine.history import Turn, prefill_reused
 from engine.types import Answer, Route, Strategy
 
 STRATEGY_LABELS = {
@@ -105,7 +105,7 @@ class AnswerBlock(Vertical):
         if answer.route is not None:
             self.show_route(answer.route, escalated=answer.escalated)
         self._show_caveat(answer_caveat(answer))
-        footer = answer_footer(answer.timings.total_seconds, answer.timings.state_loaded)
+        footer = answer_footer(answer.timings.total_seconds, prefill_reused(answer.timings))
         self.set_class(answer.cancelled, "cancelled")
         if answer.cancelled:
             footer = f"cancelled after {footer} · not saved"

@@ -31,8 +31,8 @@ def test_the_table_lists_documents_with_statuses_and_a_plan(
         async with app.run_test(size=(120, 30)) as pilot:
             table = app.screen.query_one(DataTable)
             await wait_for(pilot, lambda: table.row_count == 1)
-            await wait_for(pilot, lambda: _cells(table, 0)[-1] != PENDING)
-            title, file_format, pages, tokens, _added, search, beacons, kv, plan = _cells(table, 0)
+            await wait_for(pilot, lambda: _cells(table, 0)[1] != PENDING)
+            title, plan, tokens, pages, file_format, _added, search, beacons, kv = _cells(table, 0)
             assert title == "lighthouse" or "lighthouse" in title.lower()
             assert file_format == "text" and pages == "–"
             assert int(tokens.replace(",", "")) > 50

@@ -54,7 +54,7 @@ def app(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) ->
 async def _library_settled(pilot: Pilot[Any]) -> None:
     table = pilot.app.screen.query_one(DataTable)
     await wait_for(pilot, lambda: table.row_count == 2)
-    await wait_for(pilot, lambda: all(str(table.get_row_at(r)[-1]) != PENDING for r in (0, 1)))
+    await wait_for(pilot, lambda: all(str(table.get_row_at(r)[1]) != PENDING for r in (0, 1)))
     await pilot.pause()
 
 

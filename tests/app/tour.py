@@ -90,7 +90,7 @@ async def first_run() -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, LibraryScreen), seconds=900)
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        planned = lambda: all(str(table.get_row_at(r)[-1]) != "…" for r in range(2))  # noqa: E731
+        planned = lambda: all(str(table.get_row_at(r)[1]) != "…" for r in range(2))  # noqa: E731
         await wait_for(pilot, planned, seconds=120)
         for row in range(2):
             log("row:", [str(cell) for cell in table.get_row_at(row)])

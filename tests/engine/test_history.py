@@ -108,11 +108,13 @@ def test_a_turn_keeps_what_the_chat_view_redraws() -> None:
     )
 
 
-def test_a_reused_prefix_or_a_loaded_state_both_count_as_state_loaded() -> None:
+def test_a_reused_document_or_a_loaded_state_count_as_state_loaded_a_system_prompt_not() -> None:
     cold = turn_from_answer(_answer(timings=_timings()), AT)
+    prompt_only = turn_from_answer(_answer(timings=_timings(reused=40)), AT)
     reused = turn_from_answer(_answer(timings=_timings(reused=800)), AT)
     loaded = turn_from_answer(_answer(timings=_timings(loaded=True)), AT)
-    assert (cold.state_loaded, reused.state_loaded, loaded.state_loaded) == (False, True, True)
+    flags = (cold.state_loaded, prompt_only.state_loaded, reused.state_loaded, loaded.state_loaded)
+    assert flags == (False, False, True, True)
 
 
 def test_an_answer_without_a_route_has_no_reason() -> None:
