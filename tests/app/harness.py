@@ -1,13 +1,17 @@
 """What the TUI's Pilot tests share: an assistant with fakes behind its seams, documents
-written by the tests, and a bounded wait for a condition on the running app."""
+written by the tests, a host app that records notifications, and a bounded wait for a
+condition on the running app."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 
 from engine.assistant import Assistant
@@ -47,3 +51,35 @@ async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], seconds: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds} s waiting for {condition}")
         await pilot.pause(0.02)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A notification the app was asked to show."""
+
+    message: str
+    title: str
+    severity: SeverityLevel
+
+
+class NoteTakingApp(App[None]):
+    """A host app for one screen or widget that records every notification (and shows it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[Note] = []
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        self.notes.append(Note(message, title, severity))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def errors(self) -> list[Note]:
+        return [note for note in self.notes if note.severity == "error"]

@@ -12,15 +12,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from textual import events
-from textual.app import App
-from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 from textual.widgets import Button, DirectoryTree, Footer, Input, Label
 
@@ -32,6 +29,7 @@ from app.widgets.path_suggester import PathSuggester, complete_path
 from engine.assistant import Assistant
 from engine.config import load_settings
 from ingest.pipeline import AddStatus, FileOutcome
+from tests.app.harness import NoteTakingApp
 from tests.fake_llm import FakeRuntime
 from tests.fakes import FakeEmbedder
 from tests.pdf_factory import make_pdf, write_pdf
@@ -52,39 +50,16 @@ PASSWORD = "opensesame"
 # -- the host app and helpers ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Note:
-    message: str
-    title: str
-    severity: SeverityLevel
-
-
-class Host(App[None]):
+class Host(NoteTakingApp):
     """Pushes the dialog and records what it dismisses with and every notification."""
 
     def __init__(self, dialog: AddFilesScreen) -> None:
         super().__init__()
         self.dialog = dialog
         self.results: list[list[str] | None] = []
-        self.notes: list[Note] = []
 
     def on_mount(self) -> None:
         self.push_screen(self.dialog, self.results.append)
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None:
-        self.notes.append(Note(message, title, severity))
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
-
-    def errors(self) -> list[Note]:
-        return [note for note in self.notes if note.severity == "error"]
 
 
 class RecordingScreen(AddFilesScreen):

@@ -11,41 +11,26 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from textual.app import App
 from textual.geometry import Region
-from textual.notifications import SeverityLevel
 from textual.widgets import Button, Input, Select, Static
 
 from app.screens.settings import SettingsScreen
 from engine.assistant import Assistant
 from engine.config import Settings
-from tests.app.harness import fake_assistant, wait_for
+from tests.app.harness import NoteTakingApp, fake_assistant, wait_for
 from tests.gguf_factory import GARBAGE, gguf_bytes, llama_metadata, write_gguf
 
 
-class Host(App[None]):
+class Host(NoteTakingApp):
     """Pushes the dialog at once; records what it dismisses with and every notification."""
 
     def __init__(self, assistant: Assistant) -> None:
         super().__init__()
         self.assistant = assistant
         self.results: list[Settings | None] = []
-        self.notes: list[tuple[SeverityLevel, str]] = []
 
     def on_mount(self) -> None:
         self.push_screen(SettingsScreen(self.assistant), self.results.append)
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None:
-        self.notes.append((severity, message))
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 
 def _config(home: Path) -> dict[str, object]:
@@ -75,7 +60,7 @@ def test_saving_writes_the_file_and_dismisses_with_the_new_settings(isolated_hom
             "model": {"max_answer_tokens": 200},
             "context": {"kv_type": "q8_0"},
         }
-        severity, message = app.notes[-1]
+        severity, message = app.notes[-1].severity, app.notes[-1].message
         assert severity == "information"
         assert f"Saved to {isolated_home / 'config.toml'}" in message
         assert "load the model again" in message and "KV type" in message
@@ -96,7 +81,7 @@ def test_a_change_that_applies_at_once_has_no_reload_note(isolated_home: Path) -
         saved = app.results[0]
         assert saved is not None and saved.router.strategy == "rag"
         assert _config(isolated_home) == {"router": {"strategy": "rag"}}
-        assert "load the model again" not in app.notes[-1][1]
+        assert "load the model again" not in app.notes[-1].message
 
     asyncio.run(scenario())
 
@@ -129,7 +114,7 @@ def test_an_invalid_value_is_refused_and_nothing_is_written(
             assert screen.focused is screen.query_one(field, Input)
         assert app.results == []
         assert not (isolated_home / "config.toml").exists()
-        severity, message = app.notes[-1]
+        severity, message = app.notes[-1].severity, app.notes[-1].message
         assert severity == "error" and "Not saved" in message and expected in message
 
     asyncio.run(scenario())
@@ -202,7 +187,7 @@ def test_an_environment_variable_that_overrides_a_saved_value_is_named(
         saved = app.results[0]
         assert saved is not None and saved.model.max_answer_tokens == 100  # the variable wins
         assert _config(isolated_home) == {"model": {"max_answer_tokens": 200}}
-        severity, message = app.notes[-1]
+        severity, message = app.notes[-1].severity, app.notes[-1].message
         assert severity == "warning" and "LONGREAD_MODEL_MAX_ANSWER_TOKENS" in message
 
     asyncio.run(scenario())
@@ -227,7 +212,7 @@ def test_adding_a_gguf_lists_and_selects_it(tmp_path: Path, isolated_home: Path)
             assert "Tiny-Llama" in _model_values(select)
             assert app.screen.query_one("#gguf-path", Input).value == ""
             assert not app.screen.query_one("#add-model", Button).disabled
-            assert any("Added Tiny-Llama" in message for _, message in app.notes)
+            assert any("Added Tiny-Llama" in note.message for note in app.notes)
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: bool(app.results))
         saved = app.results[0]
@@ -235,7 +220,7 @@ def test_adding_a_gguf_lists_and_selects_it(tmp_path: Path, isolated_home: Path)
         assert [entry.name for entry in app.assistant.models() if entry.is_registered] == [
             "Tiny-Llama"
         ]
-        assert "model" in app.notes[-1][1] and "load the model again" in app.notes[-1][1]
+        assert "model" in app.notes[-1].message and "load the model again" in app.notes[-1].message
 
     asyncio.run(scenario())
 
@@ -255,10 +240,10 @@ def test_adding_a_corrupt_gguf_is_an_error_notification(
             field.value = str(broken)
             field.focus()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: any(s == "error" for s, _ in app.notes))
+            await wait_for(pilot, lambda: bool(app.errors()))
             assert (_model_values(select), select.value) == before
             assert not app.screen.query_one("#add-model", Button).disabled
-        message = next(message for severity, message in app.notes if severity == "error")
+        message = app.errors()[0].message
         assert str(broken) in message
         assert app.results == []
         assert not any(entry.is_registered for entry in app.assistant.models())

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.document._document import Document as TextDocument
-from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
@@ -37,13 +36,14 @@ from engine.errors import EngineError
 from engine.types import Citation
 from ingest.types import Chunk
 from retrieval.types import Hit, IndexProgress
+from tests.app.harness import NoteTakingApp
 from tests.fake_llm import FakeRuntime
 from tests.fakes import FakeEmbedder
 
 SIZE = (100, 30)
 
 
-class Host(App[None]):
+class Host(NoteTakingApp):
     """Mounts one widget and records what reaches the app: opened sources, notifications,
     and any Input.Submitted that escaped the widget."""
 
@@ -51,7 +51,6 @@ class Host(App[None]):
         super().__init__()
         self._make = make
         self.opened: list[SourceRef] = []
-        self.notes: list[tuple[str, SeverityLevel]] = []
         self.submitted: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -62,18 +61,6 @@ class Host(App[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submitted.append(event.value)
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None:
-        self.notes.append((message, severity))
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -471,7 +458,7 @@ def test_an_engine_error_becomes_a_notification_not_a_crash() -> None:
             search.search("lamp")
             assert await wait_for(pilot, lambda: not search.searching)
             assert search.status == "search failed"
-            assert app.notes == [
+            assert [(n.message, n.severity) for n in app.notes] == [
                 ("the search index cannot be read; run `longread reindex`", "error")
             ]
             assert app.is_running
