@@ -1,9 +1,18 @@
-"""Assertions about a library database's consistency, shared by the pipeline, CLI and kill tests."""
+"""Assertions about a library database's consistency, shared by the pipeline, CLI and kill tests,
+and a sample document to save into one."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+
+from ingest.chunker import chunk_document
+from ingest.library import document_id
+from ingest.normalize import TextBuilder
+from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format, SectionKind
+
+ADDED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def table_counts(home: Path) -> dict[str, int]:
@@ -53,3 +62,26 @@ def assert_consistent(home: Path) -> list[str]:
         return titles
     finally:
         db.close()
+
+
+def sample_document(
+    title: str, body: str, added_at: datetime = ADDED
+) -> tuple[Document, ExtractedText, list[Chunk]]:
+    """A one-chapter text document, read and chunked as the pipeline would, ready to save."""
+    builder = TextBuilder()
+    builder.add("Chapter 1", SectionKind.CHAPTER, body)
+    extracted = builder.build(Format.TEXT, title=title)
+    chunks = chunk_document(extracted.text, extracted.sections, ChunkSettings())
+    document = Document(
+        id=document_id(body.encode()),
+        title=title,
+        source_path=f"/books/{title}.txt",
+        format=Format.TEXT,
+        page_count=None,
+        section_count=len(extracted.sections),
+        token_count=42,
+        chunk_count=len(chunks),
+        byte_size=len(body),
+        added_at=added_at,
+    )
+    return document, extracted, chunks

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ from engine.config import load_settings
 from engine.kvcache import StateKey
 from engine.planner import PlannerSettings, plan_context
 from engine.status import DocumentStatus, plan_summary
-from engine.types import Backend, ContextPlan, KVCacheType, PromptLayout, RopeMethod
+from engine.types import Backend, RopeMethod
 from ingest.errors import DocumentNotFoundError
 from models.types import ModelProfile
 from retrieval.index_store import INDEXES_DIR_NAME, MANIFEST_NAME
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
-from tests.model_fixtures import smollm2_profile
+from tests.model_fixtures import hand_plan, smollm2_profile
 
 LETTER = "Dear Anna, I left the farm because the well ran dry and the bank would not wait."
 PLENTY = 64 * 2**30
@@ -75,30 +74,6 @@ def _add(assistant: Assistant, path: Path, *, index: bool = True) -> str:
     return str(document.id)
 
 
-def _plan(**changes: object) -> ContextPlan:
-    plan = ContextPlan(
-        tokens_needed=3000,
-        n_ctx=4096,
-        n_ctx_train=8192,
-        rope_method=RopeMethod.NONE,
-        rope_factor=1.0,
-        rope_freq_scale=0.0,
-        rope_freq_base=None,
-        yarn_orig_ctx=0,
-        kv_type=KVCacheType.F16,
-        flash_attn=False,
-        gpu_layers=0,
-        backend=Backend.CPU,
-        kv_bytes=1000,
-        prefill_seconds=2.0,
-        fits=True,
-        reason="fits unscaled",
-        layout=PromptLayout.CACHED,
-        layout_reason="",
-    )
-    return replace(plan, **changes)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def letter(tmp_path: Path) -> Path:
     path = tmp_path / "letter.txt"
@@ -129,7 +104,7 @@ def test_status_follows_the_index_and_saved_states_of_each_document(
         key = StateKey.build(
             model_sha256="f" * 64,
             runtime="test",
-            plan=_plan(),
+            plan=hand_plan(),
             document_id=bare,
             tokens=[1, 2, 3],
         )
@@ -203,7 +178,7 @@ def test_status_of_an_unknown_document_says_so(isolated_home: Path) -> None:
 
 
 def test_an_unscaled_plan_that_fits_just_fits() -> None:
-    assert plan_summary(_plan()) == "fits"
+    assert plan_summary(hand_plan()) == "fits"
 
 
 @pytest.mark.parametrize(
@@ -218,13 +193,13 @@ def test_an_unscaled_plan_that_fits_just_fits() -> None:
 def test_a_scaled_plan_names_its_method_and_factor(
     method: RopeMethod, factor: float, label: str
 ) -> None:
-    assert plan_summary(_plan(rope_method=method, rope_factor=factor)) == label
+    assert plan_summary(hand_plan(rope_method=method, rope_factor=factor)) == label
 
 
 def test_a_plan_that_does_not_fit_points_to_retrieval() -> None:
-    scaled = _plan(rope_method=RopeMethod.YARN, rope_factor=4.0, fits=False)
+    scaled = hand_plan(rope_method=RopeMethod.YARN, rope_factor=4.0, fits=False)
     assert plan_summary(scaled) == "too long: retrieval"
-    assert plan_summary(_plan(fits=False)) == "too long: retrieval"
+    assert plan_summary(hand_plan(fits=False)) == "too long: retrieval"
 
 
 def test_labels_of_the_planners_own_plans() -> None:

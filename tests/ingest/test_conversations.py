@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunker import chunk_document
 from ingest.errors import DocumentNotFoundError
-from ingest.library import Library, document_id
-from ingest.normalize import TextBuilder
-from ingest.types import ChunkSettings, Document, Format, SectionKind, StoredTurn
+from ingest.library import Library
+from ingest.types import ChunkSettings, StoredTurn
+from tests.library_checks import sample_document
 
 ADDED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -48,23 +47,7 @@ PRAGMA user_version = 2;
 
 
 def _save(library: Library, title: str) -> str:
-    body = f"{title} begins here. " * 40
-    builder = TextBuilder()
-    builder.add("Chapter 1", SectionKind.CHAPTER, body)
-    extracted = builder.build(Format.TEXT, title=title)
-    chunks = chunk_document(extracted.text, extracted.sections, ChunkSettings())
-    document = Document(
-        id=document_id(body.encode()),
-        title=title,
-        source_path=f"/books/{title}.txt",
-        format=Format.TEXT,
-        page_count=None,
-        section_count=len(extracted.sections),
-        token_count=42,
-        chunk_count=len(chunks),
-        byte_size=len(body),
-        added_at=ADDED,
-    )
+    document, extracted, chunks = sample_document(title, f"{title} begins here. " * 40, ADDED)
     library.save(document, extracted, chunks, ChunkSettings())
     return document.id
 

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from ingest.chunker import chunk_document
 from ingest.errors import AmbiguousDocumentError, DocumentNotFoundError, LibraryError
-from ingest.library import Library, document_id
+from ingest.library import Library
 from ingest.normalize import TextBuilder
-from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format, SectionKind
-
-
-def _document(title: str, body: str) -> tuple[Document, ExtractedText, list[Chunk]]:
-    builder = TextBuilder()
-    builder.add("Chapter 1", SectionKind.CHAPTER, body)
-    extracted = builder.build(Format.TEXT, title=title)
-    chunks = chunk_document(extracted.text, extracted.sections, ChunkSettings())
-    document = Document(
-        id=document_id(body.encode()),
-        title=title,
-        source_path=f"/books/{title}.txt",
-        format=Format.TEXT,
-        page_count=None,
-        section_count=len(extracted.sections),
-        token_count=42,
-        chunk_count=len(chunks),
-        byte_size=len(body),
-        added_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    )
-    return document, extracted, chunks
+from ingest.types import ChunkSettings, Format, SectionKind
+from tests.library_checks import sample_document
 
 
 def test_a_saved_document_comes_back_whole(tmp_path: Path) -> None:
-    document, extracted, chunks = _document("Walden", "Life in the woods. " * 50)
+    document, extracted, chunks = sample_document("Walden", "Life in the woods. " * 50)
     with Library(tmp_path) as library:
         library.save(document, extracted, chunks, ChunkSettings())
     with Library(tmp_path) as library:
@@ -54,7 +34,7 @@ def test_front_matter_kind_round_trips_and_old_body_rows_are_migrated(tmp_path: 
     builder.add("Walden", SectionKind.FRONT, "A preface of sorts.")
     builder.add("Chapter 1", SectionKind.CHAPTER, "Life in the woods. " * 20)
     extracted = builder.build(Format.TEXT, title="Walden")
-    document, _, _ = _document("Walden", "Life in the woods. " * 20)
+    document, _, _ = sample_document("Walden", "Life in the woods. " * 20)
     chunks = chunk_document(extracted.text, extracted.sections, ChunkSettings())
     with Library(tmp_path) as library:
         library.save(document, extracted, chunks, ChunkSettings())
@@ -85,7 +65,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
 
 
 def test_a_failed_save_leaves_the_library_as_it_was(tmp_path: Path) -> None:
-    document, extracted, chunks = _document("Walden", "Life in the woods. " * 50)
+    document, extracted, chunks = sample_document("Walden", "Life in the woods. " * 50)
     duplicated_chunks = [*chunks, chunks[0]]  # same primary key twice: the insert fails
     with Library(tmp_path) as library:
         with pytest.raises(sqlite3.IntegrityError):
@@ -97,8 +77,8 @@ def test_a_failed_save_leaves_the_library_as_it_was(tmp_path: Path) -> None:
 
 
 def test_resolve_by_id_prefix_and_title_fragment(tmp_path: Path) -> None:
-    walden = _document("Walden", "Life in the woods. " * 20)
-    waves = _document("The Waves", "The sun had not yet risen. " * 20)
+    walden = sample_document("Walden", "Life in the woods. " * 20)
+    waves = sample_document("The Waves", "The sun had not yet risen. " * 20)
     with Library(tmp_path) as library:
         for doc, extracted, chunks in (walden, waves):
             library.save(doc, extracted, chunks, ChunkSettings())
@@ -112,8 +92,8 @@ def test_resolve_by_id_prefix_and_title_fragment(tmp_path: Path) -> None:
             library.resolve("moby dick")
 
 
-def test_remove_deletes_everything_of_a_document(tmp_path: Path) -> None:
-    document, extracted, chunks = _document("Walden", "Life in the woods. " * 50)
+def test_remove_deletes_everything_of_asample_document(tmp_path: Path) -> None:
+    document, extracted, chunks = sample_document("Walden", "Life in the woods. " * 50)
     with Library(tmp_path) as library:
         library.save(document, extracted, chunks, ChunkSettings())
         library.remove(document.id)
