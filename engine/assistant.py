@@ -242,11 +242,12 @@ class Assistant:
         self._remove_index(document.id)
         return document
 
-    def document_status(self, document_id: str) -> DocumentStatus:
-        """Index, beacons and saved KV state of a document, from files alone (no embedder,
-        no model): cheap enough for a library table (engine/status.py)."""
+    def document_statuses(self, document_ids: Iterable[str]) -> list[DocumentStatus]:
+        """Index, beacons and saved KV state of documents, from files alone (no embedder,
+        no model; the KV states read once): cheap enough for a library table."""
         saved = self.kv_store.entries()
-        return read_document_status(self.library, self.settings.home, document_id, saved)
+        home = self.settings.home
+        return [read_document_status(self.library, home, i, saved) for i in document_ids]
 
     def _remove_index(self, document_id: str) -> None:
         # Deleting the folder needs no embedder: avoid loading one just to remove files.

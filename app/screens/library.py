@@ -96,8 +96,8 @@ class LibraryScreen(Screen[None]):
         selected = self._selected_id()
         table.clear()
         self._documents = {d.id: d for d in self.assistant.documents()}
-        for document in self._documents.values():
-            status = self.assistant.document_status(document.id)
+        statuses = self.assistant.document_statuses(self._documents)
+        for document, status in zip(self._documents.values(), statuses, strict=True):
             table.add_row(
                 _cut(document.title),
                 PENDING,

@@ -98,8 +98,10 @@ def test_status_follows_the_index_and_saved_states_of_each_document(
     with Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder()) as assistant:
         indexed = _add(assistant, letter)
         bare = _add(assistant, notes, index=False)
-        assert assistant.document_status(indexed) == DocumentStatus(indexed, True, False, False)
-        assert assistant.document_status(bare) == DocumentStatus(bare, False, False, False)
+        assert assistant.document_statuses([indexed])[0] == DocumentStatus(
+            indexed, True, False, False
+        )
+        assert assistant.document_statuses([bare])[0] == DocumentStatus(bare, False, False, False)
 
         key = StateKey.build(
             model_sha256="f" * 64,
@@ -109,11 +111,11 @@ def test_status_follows_the_index_and_saved_states_of_each_document(
             tokens=[1, 2, 3],
         )
         assert assistant.kv_store.save(key, _write_state)
-        assert assistant.document_status(bare).kv_saved
-        assert not assistant.document_status(indexed).kv_saved
+        assert assistant.document_statuses([bare])[0].kv_saved
+        assert not assistant.document_statuses([indexed])[0].kv_saved
 
         assistant.clear_cache(bare)
-        assert not assistant.document_status(bare).kv_saved
+        assert not assistant.document_statuses([bare])[0].kv_saved
 
 
 def test_status_reads_no_embedder_loads_no_model_and_counts_no_tokens(
@@ -125,7 +127,7 @@ def test_status_reads_no_embedder_loads_no_model_and_counts_no_tokens(
     runtime = CountingRuntime()
     # A restart: this assistant's embedder fails the test if anything touches it.
     with Assistant(settings, runtime=runtime, embedder=UntouchableEmbedder()) as restarted:
-        status = restarted.document_status(document_id)
+        status = restarted.document_statuses([document_id])[0]
     assert status.indexed
     assert runtime.loads == [] and runtime.counted == []
 
@@ -153,7 +155,7 @@ def test_an_index_that_no_longer_matches_is_not_counted(
         path = _manifest(isolated_home, document_id)
         manifest = json.loads(path.read_text(encoding="utf-8"))
         path.write_text(json.dumps(spoil(manifest)), encoding="utf-8")
-        assert not assistant.document_status(document_id).indexed
+        assert not assistant.document_statuses([document_id])[0].indexed
 
 
 def test_a_damaged_or_missing_manifest_is_not_an_index(isolated_home: Path, letter: Path) -> None:
@@ -162,16 +164,16 @@ def test_a_damaged_or_missing_manifest_is_not_an_index(isolated_home: Path, lett
         document_id = _add(assistant, letter)
         path = _manifest(isolated_home, document_id)
         path.write_text('{"format_version": 1, "chunk_', encoding="utf-8")
-        assert not assistant.document_status(document_id).indexed
+        assert not assistant.document_statuses([document_id])[0].indexed
         path.unlink()
-        assert not assistant.document_status(document_id).indexed
+        assert not assistant.document_statuses([document_id])[0].indexed
 
 
 def test_status_of_an_unknown_document_says_so(isolated_home: Path) -> None:
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     assistant = Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder())
     with assistant, pytest.raises(DocumentNotFoundError):
-        assistant.document_status("0" * 64)
+        assistant.document_statuses(["0" * 64])[0]
 
 
 # -- plan labels --------------------------------------------------------------------------
