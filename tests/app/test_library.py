@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from app.app import create_app
 from app.screens.confirm import ConfirmScreen
@@ -100,5 +100,33 @@ def test_quitting_sets_every_cancel_event(isolated_home: Path) -> None:
             event = app.cancels.new()
             await pilot.press("ctrl+q")
             await wait_for(pilot, event.is_set)
+
+    asyncio.run(scenario())
+
+
+def test_adding_a_file_from_the_library_puts_it_in_the_table(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """The dialog's progress rows have their own tests (test_add_files.py); this is the
+    round trip through the library screen: the dialog closes and the table has the row."""
+    from app.screens.add_files import AddFilesScreen
+
+    book = tmp_path / "keeper.txt"
+    book.write_text("Chapter One\n\nThe keeper trimmed the wick every evening.\n", "utf-8")
+    assistant = fake_assistant(isolated_home)
+
+    async def scenario() -> None:
+        app = create_app(assistant=assistant)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, AddFilesScreen))
+            app.screen.query_one("#path", Input).value = str(book)
+            await pilot.press("enter")
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, LibraryScreen))
+            table = app.screen.query_one(DataTable)
+            await wait_for(pilot, lambda: table.row_count == 1)
+            title, *_, search, _beacons, _kv = _cells(table, 0)
+            assert (title, search) == ("keeper", "✓")
 
     asyncio.run(scenario())
