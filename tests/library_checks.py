@@ -1,16 +1,20 @@
 """Assertions about a library database's consistency, shared by the pipeline, CLI and kill tests,
-and a sample document to save into one."""
+a sample document to save into one, and adding a file through the facade for its id."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.chunker import chunk_document
 from ingest.library import document_id
 from ingest.normalize import TextBuilder
 from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format, SectionKind
+
+if TYPE_CHECKING:
+    from engine.assistant import Assistant
 
 ADDED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -85,3 +89,11 @@ def sample_document(
         added_at=added_at,
     )
     return document, extracted, chunks
+
+
+def added_id(assistant: Assistant, path: Path, *, index: bool = True) -> str:
+    """Add `path` through the facade (indexed unless told not to) and return its id."""
+    *_, outcome = assistant.add([path], index=index)
+    document = getattr(outcome, "document", None)
+    assert document is not None, outcome
+    return str(document.id)

@@ -16,9 +16,9 @@ from textual.pilot import Pilot
 
 from engine.assistant import Assistant
 from engine.config import load_settings
-from ingest.pipeline import FileOutcome
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
+from tests.library_checks import added_id
 
 LIGHTHOUSE = (
     "Chapter One\n\nThe keeper of the northern light was a patient woman named Ida Varga."
@@ -39,9 +39,7 @@ def fake_assistant(home: Path, llm: FakeLLM | None = None) -> Assistant:
 def add_text(assistant: Assistant, path: Path, text: str = LIGHTHOUSE) -> str:
     """Write `text` to `path`, add it to the library and return the document's id."""
     path.write_text(text, encoding="utf-8")
-    *_, outcome = assistant.add([path])
-    assert isinstance(outcome, FileOutcome) and outcome.document is not None, outcome
-    return outcome.document.id
+    return added_id(assistant, path)
 
 
 async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 10) -> None:

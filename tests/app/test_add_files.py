@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from app.widgets.path_suggester import PathSuggester, complete_path
 from engine.assistant import Assistant
 from engine.config import load_settings
 from ingest.pipeline import AddStatus, FileOutcome
-from tests.app.harness import NoteTakingApp
+from tests.app.harness import NoteTakingApp, wait_for
 from tests.fake_llm import FakeRuntime
 from tests.fakes import FakeEmbedder
 from tests.pdf_factory import make_pdf, write_pdf
@@ -113,15 +112,6 @@ def run(dialog: AddFilesScreen, scenario: Callable[[Host, Pilot[None]], Awaitabl
 
     asyncio.run(main())
     return host
-
-
-async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 10) -> None:
-    """Let the app run until `condition` holds; fail the test after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {condition}")
-        await pilot.pause(0.02)
 
 
 async def queue_paths(pilot: Pilot[None], dialog: AddFilesScreen, *paths: Path) -> None:

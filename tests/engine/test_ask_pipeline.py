@@ -28,6 +28,7 @@ from models.types import ModelProfile
 from retrieval.index_store import IndexStore
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
+from tests.library_checks import added_id
 
 FILLER = (
     "The tide came in over the rocks and went out again, and the gulls cried over the"
@@ -55,13 +56,6 @@ def _assistant(home: Path, llm: FakeLLM) -> tuple[Assistant, CountingRuntime]:
     return Assistant(settings, runtime=runtime, embedder=FakeEmbedder()), runtime
 
 
-def _add(assistant: Assistant, path: Path) -> str:
-    *_, outcome = assistant.add([path])
-    document = getattr(outcome, "document", None)
-    assert document is not None
-    return str(document.id)
-
-
 @pytest.fixture
 def book(tmp_path: Path) -> Path:
     """About 5,000 words: past the 4,096-token retrieval window, inside the 8k window."""
@@ -83,7 +77,7 @@ def test_a_fact_question_on_a_book_goes_to_retrieval_and_a_reasoning_one_reads_i
 ) -> None:
     assistant, _ = _assistant(isolated_home, FakeLLM(answers=("On a nail.",)))
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         fact = assistant.route(document_id, "Where did the lamp room key hang?")
         why = assistant.route(document_id, "Why did the gulls cry over the harbour?")
     assert (fact.strategy, fact.question_type) == (Strategy.RAG, QuestionType.LOCATION)
@@ -95,7 +89,7 @@ def test_a_fact_question_on_a_book_goes_to_retrieval_and_a_reasoning_one_reads_i
 def test_explaining_a_route_loads_no_model(isolated_home: Path, letter: Path) -> None:
     assistant, runtime = _assistant(isolated_home, FakeLLM())
     with assistant:
-        route = assistant.route(_add(assistant, letter), "Why did the writer leave the farm?")
+        route = assistant.route(added_id(assistant, letter), "Why did the writer leave the farm?")
     assert route.strategy is Strategy.LONG_CONTEXT and runtime.loads == []
 
 
@@ -105,7 +99,7 @@ def test_a_declined_retrieval_answer_escalates_to_the_whole_document(
     llm = FakeLLM(answers=("Unanswerable.", "Behind the kitchen door."))
     assistant, runtime = _assistant(isolated_home, llm)
     with assistant:
-        events = list(assistant.ask(_add(assistant, book), "Where did the lamp room key hang?"))
+        events = list(assistant.ask(added_id(assistant, book), "Where did the lamp room key hang?"))
     route = events[0]
     assert isinstance(route, RouteChosen) and route.route.strategy is Strategy.RAG
     escalated = [e for e in events if isinstance(e, Escalated)]
@@ -132,7 +126,7 @@ def test_an_answer_its_passages_do_not_support_escalates_too(
     llm = FakeLLM(answers=("Zebediah Quillfeather kept it in 1874.", "Behind the kitchen door."))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        events = list(assistant.ask(_add(assistant, book), "Where did the lamp room key hang?"))
+        events = list(assistant.ask(added_id(assistant, book), "Where did the lamp room key hang?"))
     done = events[-1]
     assert isinstance(done, AnswerDone)
     first = done.answer.attempts[0]
@@ -149,7 +143,7 @@ def test_a_supported_retrieval_answer_stands(isolated_home: Path, book: Path) ->
     llm = FakeLLM(answers=("The key hung on a nail behind the kitchen door.",))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         events = list(assistant.ask(document_id, "Where did the lamp room key hang?"))
         text = assistant.library.text(document_id)
     done = events[-1]
@@ -167,7 +161,7 @@ def test_forced_retrieval_that_declines_does_not_escalate_when_forced(
     llm = FakeLLM(answers=("Unanswerable.",))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         events = list(
             assistant.ask(document_id, "Where did the lamp room key hang?", strategy=Strategy.RAG)
         )
@@ -180,7 +174,7 @@ def test_forced_retrieval_that_declines_does_not_escalate_when_forced(
 def test_beacons_asked_for_say_they_are_not_built(isolated_home: Path, book: Path) -> None:
     assistant, runtime = _assistant(isolated_home, FakeLLM())
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         with pytest.raises(EngineError, match="not built"):
             list(assistant.ask(document_id, "Summarize the book.", strategy=Strategy.BEACONS))
     assert runtime.loads == []
@@ -228,7 +222,7 @@ def test_search_indexes_stay_loaded_across_questions(
     llm = FakeLLM(answers=("The key hung on a nail behind the kitchen door.",))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         loads: list[str] = []
         original = IndexStore.load
 
@@ -247,7 +241,7 @@ def test_slow_steps_report_progress_before_the_answer(isolated_home: Path, book:
     llm = FakeLLM(answers=("The key hung on a nail behind the kitchen door.",))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         assistant.clear_cache()
         events = list(assistant.ask(document_id, "Where did the key hang?", strategy=Strategy.RAG))
     stages = [e.stage for e in events if isinstance(e, Preparing)]
@@ -265,7 +259,7 @@ def test_a_question_the_search_barely_matches_escalates_even_with_a_grounded_ans
     llm = FakeLLM(answers=("The tide came in over the rocks.", "The text does not say."))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         events = list(assistant.ask(document_id, "What was the name of the keeper's parrot?"))
     done = events[-1]
     assert isinstance(done, AnswerDone)
@@ -283,7 +277,7 @@ def test_a_question_the_search_matches_well_has_high_confidence(
     llm = FakeLLM(answers=("The key hung on a nail behind the kitchen door.",))
     assistant, _ = _assistant(isolated_home, llm)
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         events = list(assistant.ask(document_id, "Where was the lamp room key kept?"))
     done = events[-1]
     assert isinstance(done, AnswerDone) and not done.answer.escalated
@@ -298,7 +292,7 @@ def test_a_question_cancelled_while_searching_loads_no_model(
     cancel = threading.Event()
     cancel.set()
     with assistant:
-        document_id = _add(assistant, book)
+        document_id = added_id(assistant, book)
         events = list(
             assistant.ask(
                 document_id, "Where did the key hang?", strategy=Strategy.RAG, cancel=cancel

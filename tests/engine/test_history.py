@@ -37,6 +37,7 @@ from ingest.errors import DocumentNotFoundError
 from ingest.types import StoredTurn
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
+from tests.library_checks import added_id
 
 AT = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
 LETTER = "Dear Anna, I left the farm because the well ran dry and the bank would not wait."
@@ -220,13 +221,6 @@ def _assistant(home: Path) -> Assistant:
     return Assistant(settings, runtime=FakeRuntime(llm=llm), embedder=FakeEmbedder())
 
 
-def _add(assistant: Assistant, path: Path) -> str:
-    *_, outcome = assistant.add([path])
-    document = getattr(outcome, "document", None)
-    assert document is not None
-    return str(document.id)
-
-
 def _ask(assistant: Assistant, document_id: str, question: str, **options: object) -> Answer:
     *_, done = assistant.ask(document_id, question, **options)  # type: ignore[arg-type]
     assert isinstance(done, AnswerDone)
@@ -242,7 +236,7 @@ def letter(tmp_path: Path) -> Path:
 
 def test_a_conversation_survives_a_restart(isolated_home: Path, letter: Path) -> None:
     with _assistant(isolated_home) as assistant:
-        document_id = _add(assistant, letter)
+        document_id = added_id(assistant, letter)
         answer = _ask(assistant, document_id, "Why did the writer leave the farm?")
         first = assistant.conversations.remember(document_id, answer)
         second = assistant.conversations.remember(document_id, _answer(question="And the bank?"))
@@ -258,7 +252,7 @@ def test_a_cancelled_answer_is_never_remembered(isolated_home: Path, letter: Pat
     cancel = threading.Event()
     cancel.set()
     with _assistant(isolated_home) as assistant:
-        document_id = _add(assistant, letter)
+        document_id = added_id(assistant, letter)
         answer = _ask(
             assistant, document_id, "Where is the farm?", strategy=Strategy.RAG, cancel=cancel
         )
@@ -274,8 +268,8 @@ def test_clearing_exporting_and_removing_a_documents_conversation(
     other_path = tmp_path / "other.txt"
     other_path.write_text("A different letter about the sea.", encoding="utf-8")
     with _assistant(isolated_home) as assistant:
-        document_id = _add(assistant, letter)
-        other = _add(assistant, other_path)
+        document_id = added_id(assistant, letter)
+        other = added_id(assistant, other_path)
         assistant.conversations.remember(document_id, _answer())
         assistant.conversations.remember(other, _answer(question="What about the sea?"))
         exported = assistant.conversations.export(document_id)

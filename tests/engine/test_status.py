@@ -23,6 +23,7 @@ from models.types import ModelProfile
 from retrieval.index_store import INDEXES_DIR_NAME, MANIFEST_NAME
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
+from tests.library_checks import added_id
 from tests.model_fixtures import hand_plan, smollm2_profile
 
 LETTER = "Dear Anna, I left the farm because the well ran dry and the bank would not wait."
@@ -67,13 +68,6 @@ class CountingRuntime(FakeRuntime):
         return super().count_tokens(profile, text)
 
 
-def _add(assistant: Assistant, path: Path, *, index: bool = True) -> str:
-    *_, outcome = assistant.add([path], index=index)
-    document = getattr(outcome, "document", None)
-    assert document is not None
-    return str(document.id)
-
-
 @pytest.fixture
 def letter(tmp_path: Path) -> Path:
     path = tmp_path / "letter.txt"
@@ -96,8 +90,8 @@ def test_status_follows_the_index_and_saved_states_of_each_document(
 ) -> None:
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     with Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder()) as assistant:
-        indexed = _add(assistant, letter)
-        bare = _add(assistant, notes, index=False)
+        indexed = added_id(assistant, letter)
+        bare = added_id(assistant, notes, index=False)
         assert assistant.document_statuses([indexed])[0] == DocumentStatus(
             indexed, True, False, False
         )
@@ -123,7 +117,7 @@ def test_status_reads_no_embedder_loads_no_model_and_counts_no_tokens(
 ) -> None:
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     with Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder()) as assistant:
-        document_id = _add(assistant, letter)
+        document_id = added_id(assistant, letter)
     runtime = CountingRuntime()
     # A restart: this assistant's embedder fails the test if anything touches it.
     with Assistant(settings, runtime=runtime, embedder=UntouchableEmbedder()) as restarted:
@@ -151,7 +145,7 @@ def test_an_index_that_no_longer_matches_is_not_counted(
 ) -> None:
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     with Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder()) as assistant:
-        document_id = _add(assistant, letter)
+        document_id = added_id(assistant, letter)
         path = _manifest(isolated_home, document_id)
         manifest = json.loads(path.read_text(encoding="utf-8"))
         path.write_text(json.dumps(spoil(manifest)), encoding="utf-8")
@@ -161,7 +155,7 @@ def test_an_index_that_no_longer_matches_is_not_counted(
 def test_a_damaged_or_missing_manifest_is_not_an_index(isolated_home: Path, letter: Path) -> None:
     settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
     with Assistant(settings, runtime=FakeRuntime(), embedder=FakeEmbedder()) as assistant:
-        document_id = _add(assistant, letter)
+        document_id = added_id(assistant, letter)
         path = _manifest(isolated_home, document_id)
         path.write_text('{"format_version": 1, "chunk_', encoding="utf-8")
         assert not assistant.document_statuses([document_id])[0].indexed
