@@ -1,5 +1,5 @@
 """The document library: one SQLite file holding documents, their text, sections and chunks,
-and each document's conversation.
+each document's conversation, and its beacon summaries.
 
 WAL mode, numbered schema migrations (PRAGMA user_version), and one transaction per
 document, so a failure or a kill mid-way leaves the library exactly as it was. A document's
@@ -7,7 +7,8 @@ id is the sha256 of its file's bytes. Search indexes are not kept here (retrieva
 
 A conversation turn is stored as an opaque JSON payload with its place and time: the engine
 decides what a turn holds (engine/history.py); the library only keeps the turns in order
-and drops them with their document.
+and drops them with their document. Beacon summaries are kept the same way: the engine
+makes their keys and settings (engine/beacon_store.py), the library stores them by window.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from ingest.errors import AmbiguousDocumentError, DocumentNotFoundError, LibraryError
 from ingest.types import (
+    BeaconSetKey,
+    BeaconSetRecord,
     Chunk,
     ChunkSettings,
     Document,
@@ -29,6 +32,7 @@ from ingest.types import (
     Format,
     Section,
     SectionKind,
+    StoredBeacon,
     StoredTurn,
 )
 
@@ -93,6 +97,32 @@ _MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         payload TEXT NOT NULL,
         PRIMARY KEY (document_id, ordinal)
+    )
+    """,
+    # Version 4: beacon summaries, a set per document, model and settings, a row per window.
+    """
+    CREATE TABLE IF NOT EXISTS beacon_sets (
+        document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        model_sha256 TEXT NOT NULL,
+        settings_key TEXT NOT NULL,
+        window_count INTEGER NOT NULL,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (document_id, model_sha256, settings_key)
+    );
+    CREATE TABLE IF NOT EXISTS beacons (
+        document_id TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        settings_key TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        text TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (document_id, model_sha256, settings_key, ordinal),
+        FOREIGN KEY (document_id, model_sha256, settings_key)
+            REFERENCES beacon_sets(document_id, model_sha256, settings_key) ON DELETE CASCADE
     )
     """,
 )
@@ -370,6 +400,88 @@ class Library:
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM conversation_turns WHERE document_id = ?", (doc_id,))
         return int(cursor.rowcount)
+
+    # -- beacon summaries --------------------------------------------------------------
+
+    def open_beacon_set(self, key: BeaconSetKey, window_count: int, settings: str) -> None:
+        """Make sure the set exists; a set recorded with another window count (only a
+        damaged one: a key fixes the windows) is emptied first."""
+        with self._transaction() as db:
+            found = db.execute("SELECT 1 FROM documents WHERE id = ?", (key.document_id,))
+            if found.fetchone() is None:
+                raise DocumentNotFoundError(f"no document with id {key.document_id}")
+            row = db.execute(
+                f"SELECT window_count FROM beacon_sets WHERE {_SET_MATCH}", _set_args(key)
+            ).fetchone()
+            if row is None or int(row[0]) != window_count:
+                db.execute(f"DELETE FROM beacon_sets WHERE {_SET_MATCH}", _set_args(key))
+                created = datetime.now(UTC).isoformat()
+                db.execute(
+                    "INSERT INTO beacon_sets VALUES (?, ?, ?, ?, ?, ?)",
+                    (*_set_args(key), window_count, settings, created),
+                )
+
+    def save_beacon(self, key: BeaconSetKey, beacon: StoredBeacon) -> None:
+        """Store one beacon of an open set (replacing one at the same place), committed at
+        once: a kill loses at most the beacon being written."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *_set_args(key),
+                    beacon.ordinal,
+                    beacon.start,
+                    beacon.end,
+                    beacon.location,
+                    beacon.text,
+                    beacon.tokens,
+                ),
+            )
+
+    def beacons(self, key: BeaconSetKey) -> list[StoredBeacon]:
+        """The set's stored beacons in window order (empty when there is no such set)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ordinal, start_char, end_char, location, text, tokens FROM beacons"
+                f" WHERE {_SET_MATCH} ORDER BY ordinal",
+                _set_args(key),
+            ).fetchall()
+        return [
+            StoredBeacon(int(o), int(start), int(end), str(where), str(text), int(tokens))
+            for o, start, end, where, text, tokens in rows
+        ]
+
+    def beacon_sets(self, doc_id: str) -> list[BeaconSetRecord]:
+        """Every set of beacons of the document, on any model and settings."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.model_sha256, s.settings_key, s.window_count, s.settings,"
+                " (SELECT COUNT(*) FROM beacons b WHERE b.document_id = s.document_id"
+                "  AND b.model_sha256 = s.model_sha256 AND b.settings_key = s.settings_key)"
+                " FROM beacon_sets s WHERE s.document_id = ? ORDER BY s.created_at",
+                (doc_id,),
+            ).fetchall()
+        return [
+            BeaconSetRecord(
+                key=BeaconSetKey(doc_id, str(model), str(settings_key)),
+                window_count=int(windows),
+                stored=int(stored),
+                settings=str(settings),
+            )
+            for model, settings_key, windows, settings, stored in rows
+        ]
+
+    def delete_beacon_set(self, key: BeaconSetKey) -> None:
+        """Forget a set of beacons and every beacon in it."""
+        with self._transaction() as db:
+            db.execute(f"DELETE FROM beacon_sets WHERE {_SET_MATCH}", _set_args(key))
+
+
+_SET_MATCH = "document_id = ? AND model_sha256 = ? AND settings_key = ?"
+
+
+def _set_args(key: BeaconSetKey) -> tuple[str, str, str]:
+    return (key.document_id, key.model_sha256, key.settings_key)
 
 
 def _document_from_row(row: tuple[object, ...]) -> Document:

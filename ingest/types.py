@@ -141,3 +141,42 @@ class StoredTurn:
     ordinal: int
     created_at: datetime
     payload: str
+
+
+@dataclass(frozen=True)
+class StoredBeacon:
+    """One beacon summary as the library keeps it: the window of the document's text it
+    covers (`start`, `end`, character offsets), that window's location label, the summary
+    and its length in the model's tokens. `ordinal` is the window's place, from 0."""
+
+    ordinal: int
+    start: int
+    end: int
+    location: str
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class BeaconSetKey:
+    """What one set of beacons was built for: a document, a model file (its sha256) and the
+    settings that shaped them (`settings_key`, a fingerprint the engine makes)."""
+
+    document_id: str
+    model_sha256: str
+    settings_key: str
+
+
+@dataclass(frozen=True)
+class BeaconSetRecord:
+    """A set of beacons as the library keeps it: its key, the windows it needs, how many
+    beacons are stored so far, and the settings it was built with (JSON the engine wrote)."""
+
+    key: BeaconSetKey
+    window_count: int
+    stored: int
+    settings: str
+
+    @property
+    def complete(self) -> bool:
+        return self.stored >= self.window_count

@@ -78,16 +78,17 @@ def test_a_schema_2_library_gains_conversations_and_keeps_its_documents(tmp_path
     db.close()
 
     with Library(tmp_path) as library:
-        assert library.schema_version == 3
+        assert library.schema_version == 4  # 3 added conversations, 4 beacons
         (walden,) = library.documents()
         assert (walden.id, walden.title, walden.added_at) == ("abc123", "Walden", ADDED)
         assert library.text("abc123") == "Life in the woods."
         assert [c.location for c in library.chunks("abc123")] == ["Chapter 1"]
         assert library.turns("abc123") == []
+        assert library.beacon_sets("abc123") == []
         assert library.append_turn("abc123", '{"q": 1}', ADDED) == 0
     # Opening it again runs nothing twice and keeps the turn.
     with Library(tmp_path) as library:
-        assert library.schema_version == 3
+        assert library.schema_version == 4
         assert [t.payload for t in library.turns("abc123")] == ['{"q": 1}']
 
 
