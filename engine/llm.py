@@ -167,8 +167,12 @@ class LLM(Protocol):
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         prefix: CachedPrefix | None = None,
+        repeat_penalty: float | None = None,
     ) -> Generator[StreamEvent, None, None]:
         """Stream the assistant's reply: `TextPiece`s, then one `Done`.
+
+        `repeat_penalty` overrides the backend's own (summaries need a firmer one than
+        answers, which quote the document).
 
         Raises ContextOverflowError (before any event) when the prompt does not fit.
         Consume the stream to its end or close() it: it holds the model until then.

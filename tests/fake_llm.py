@@ -53,6 +53,7 @@ class FakeCall:
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     prefix: CachedPrefix | None = None
+    repeat_penalty: float | None = None
     document_id: str | None = None
     stats: GenerationStats | None = None
     reason: FinishReason | None = None
@@ -103,6 +104,7 @@ class FakeLLM:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         prefix: CachedPrefix | None = None,
+        repeat_penalty: float | None = None,
     ) -> Generator[StreamEvent, None, None]:
         self._check_open()
         if max_tokens < 1:
@@ -110,7 +112,13 @@ class FakeLLM:
         tokens = self.render_chat(messages).split()
         self._check_fits(len(tokens))
         call = FakeCall(
-            "stream", tuple(messages), max_tokens, tuple(stop), temperature, prefix=prefix
+            "stream",
+            tuple(messages),
+            max_tokens,
+            tuple(stop),
+            temperature,
+            prefix=prefix,
+            repeat_penalty=repeat_penalty,
         )
         self.calls.append(call)
         return self._stream(call, tokens, cancel)

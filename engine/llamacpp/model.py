@@ -156,6 +156,7 @@ class LlamaCppLLM:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         prefix: CachedPrefix | None = None,
+        repeat_penalty: float | None = None,
     ) -> Generator[StreamEvent, None, None]:
         """See `engine.llm.LLM.stream_chat`. `PrefillProgress` events come after every
         evaluated prefill batch (at most 512 tokens); a prompt found whole in the KV cache
@@ -169,7 +170,8 @@ class LlamaCppLLM:
         prompt = self._prompts.prompt(messages, prefix)
         self._check_fits(len(prompt.tokens), "the prompt")
         stops = tuple(s for s in (*stop, *self._prompts.template_stops) if s)
-        return self._stream(prompt, max_tokens, cancel, stops, temperature)
+        penalty = REPEAT_PENALTY if repeat_penalty is None else repeat_penalty
+        return self._stream(prompt, max_tokens, cancel, stops, temperature, penalty)
 
     def prefill(
         self,
@@ -299,6 +301,7 @@ class LlamaCppLLM:
         cancel: threading.Event | None,
         stops: tuple[str, ...],
         temperature: float,
+        repeat_penalty: float,
     ) -> Generator[StreamEvent, None, None]:
         started = time.perf_counter()
         llama_cpp = load_llama_cpp()
@@ -323,7 +326,7 @@ class LlamaCppLLM:
                     temp=temperature,
                     top_k=40,
                     top_p=0.95,
-                    repeat_penalty=REPEAT_PENALTY,
+                    repeat_penalty=repeat_penalty,
                 )
                 try:
                     while True:
