@@ -22,15 +22,14 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.beacon_store import TYPICAL_QUESTION_TOKENS, BeaconStore
 from engine.caveats import set_aside_reason
-from engine.config import Settings
+from engine.config import Settings, restart_needed
 from engine.errors import USER_ERRORS, EngineError
-from engine.facts import measure_facts, planner_settings, retrieval_window
-from engine.grounding import TermRarity
+from engine.facts import measure_facts, planner_settings
 from engine.history import Conversations
 from engine.kvcache import KVStateStore, StateEntry
 from engine.llm import LLM, LLMRuntime
@@ -41,13 +40,15 @@ from engine.router import fallback
 from engine.router import route as route_question
 from engine.status import DocumentPlan, DocumentStatus
 from engine.status import document_status as read_document_status
-from engine.strategies.base import AnsweringStrategy, AskContext, cancelled_answer
-from engine.strategies.beacons import Beacons
-from engine.strategies.long_context import LongContext, long_context_tokens
+from engine.strategies.base import AskContext, cancelled_answer
+from engine.strategies.beacon_build import BeaconProgress, BeaconsBuilt
+from engine.strategies.factory import StrategyFactory
+from engine.strategies.long_context import long_context_tokens
 from engine.types import (
     Answer,
     AnswerDone,
     AnswerEvent,
+    Backend,
     ContextFacts,
     ContextPlan,
     Escalated,
@@ -72,8 +73,6 @@ if TYPE_CHECKING:
     from retrieval.types import Hit, IndexProgress, SearchMode
 
 MEBIBYTE = 1024 * 1024
-TYPICAL_QUESTION_TOKENS = 32
-"""What `plan` assumes a question costs when none is given."""
 
 
 class Assistant:
@@ -95,8 +94,11 @@ class Assistant:
         self._kv_store: KVStateStore | None = None
         self._index_store: IndexStore | None = None
         self._searcher: Searcher | None = None
+        self._beacon_store: BeaconStore | None = None
         self._documents = RenderedDocuments()
-        self._rarities: dict[str, TermRarity] = {}
+        self._strategies = StrategyFactory(
+            lambda: self.searcher, lambda: self.beacon_store, lambda: self.settings, self._count
+        )
 
     @property
     def library(self) -> Library:
@@ -112,6 +114,9 @@ class Assistant:
 
             self._runtime = LlamaCppRuntime()
         return self._runtime
+
+    def _count(self, profile: ModelProfile, text: str) -> int:
+        return self.runtime.count_tokens(profile, text)
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -153,6 +158,14 @@ class Assistant:
         return self._searcher
 
     @property
+    def beacon_store(self) -> BeaconStore:
+        """Beacon summaries in the library, keyed by document, model file and settings."""
+        if self._beacon_store is None:
+            counter = self.runtime.count_tokens
+            self._beacon_store = BeaconStore(self.library, lambda: self.settings, counter)
+        return self._beacon_store
+
+    @property
     def conversations(self) -> Conversations:
         """Each document's conversation, kept in the library."""
         return Conversations(self.library)
@@ -163,7 +176,7 @@ class Assistant:
         The resident model stays until a question needs another plan (the runtime reloads
         it then). What the data dir, indexes and caches were built from needs a restart.
         """
-        if _fixed_while_running(settings) != _fixed_while_running(self.settings):
+        if restart_needed(self.settings, settings):
             raise EngineError(
                 "the data dir, chunking, embedder and cache settings apply from the next start;"
                 " restart longread"
@@ -236,7 +249,9 @@ class Assistant:
         self.library.remove(document.id)
         self.kv_store.clear(document.id)
         self._documents.forget(document.id)
-        self._rarities.pop(document.id, None)
+        self._strategies.forget(document.id)
+        if self._beacon_store is not None:
+            self._beacon_store.forget(document.id)
         if self._searcher is not None:
             self._searcher.forget(document.id)
         self._remove_index(document.id)
@@ -273,7 +288,7 @@ class Assistant:
         if rebuild:
             for document_id in document_ids:
                 self.searcher.forget(document_id)
-                self._rarities.pop(document_id, None)
+                self._strategies.forget(document_id)
                 yield from self.index_store.build(self.library, document_id, reason="asked to")
         yield from self.searcher.prepare(document_ids)
 
@@ -333,7 +348,7 @@ class Assistant:
                 f" can read at once with room for an answer ({largest:,} tokens at most);"
                 " shorten it"
             )
-        backend = self.runtime.detect_backend()
+        backend, memory_budget = self._machine()
         return AskContext(
             document=document,
             text=rendered.text,
@@ -343,14 +358,18 @@ class Assistant:
             model=entry,
             profile=profile,
             backend=backend,
-            memory_budget=planning_budget(
-                backend, self.settings.context.memory_budget_mb, self.runtime.gpu_memory
-            ),
+            memory_budget=memory_budget,
             question=question,
             question_tokens=question_tokens,
             max_answer_tokens=self.settings.model.max_answer_tokens,
             layout=layout,
         )
+
+    def _machine(self) -> tuple[Backend, int]:
+        """The backend llama.cpp runs on, and the memory a context may take there."""
+        backend = self.runtime.detect_backend()
+        memory = self.settings.context.memory_budget_mb
+        return backend, planning_budget(backend, memory, self.runtime.gpu_memory)
 
     def plan(
         self,
@@ -370,10 +389,43 @@ class Assistant:
         settings = planner_settings(self.settings.context, ask.layout)
         return plan_context(ask.profile, tokens_needed, ask.memory_budget, ask.backend, settings)
 
+    def summarize(
+        self,
+        document_id: str,
+        *,
+        model: str | None = None,
+        rebuild: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Generator[BeaconProgress | Preparing, None, BeaconsBuilt]:
+        """Build the document's beacon summaries on a model, yielding progress; a stopped
+        build resumes where it stopped, and `rebuild` forgets the stored beacons first.
+        With every beacon stored, no model is loaded."""
+        document = self.library.get(document_id)
+        profile = self.catalog.profile(self.catalog.resolve(model or self.settings.model.name))
+        rendered = self._documents.get(self.library, document, profile, self.runtime.count_tokens)
+
+        def load(tokens_needed: int) -> Generator[Preparing, None, LLM]:
+            backend, budget = self._machine()
+            settings = planner_settings(self.settings.context, None)
+            plan = plan_context(profile, tokens_needed, budget, backend, settings)
+            if not plan.fits:
+                raise EngineError(f"beacons of {document.title!r} cannot be built: {plan.reason}")
+            llm, _ = yield from self._load(profile, plan)
+            return llm
+
+        return (
+            yield from self.beacon_store.build(
+                document.id, rendered, profile, load, rebuild=rebuild, cancel=cancel
+            )
+        )
+
     def context_facts(self, ask: AskContext) -> ContextFacts:
         """What the router weighs: fit, cold prefill time, a saved KV state, model size."""
         whole = self._plan(ask, long_context_tokens(ask))
-        return measure_facts(ask, whole, self.settings, self.kv_store.entries())
+        built = self.beacon_store.built(ask.document.id, ask.profile)
+        return measure_facts(
+            ask, whole, self.settings, self.kv_store.entries(), beacons_built=built
+        )
 
     def route(
         self,
@@ -426,7 +478,7 @@ class Assistant:
         self, route: Route, ask: AskContext, *, attempt: int, cancel: threading.Event | None
     ) -> Generator[AnswerEvent, None, Answer]:
         """Prepare, plan, load and answer with one strategy; returns its Answer."""
-        strategy = self._strategy(route.strategy)
+        strategy = self._strategies.make(route.strategy)
         tokens_needed = yield from strategy.prepare(ask, cancel)
         if cancel is not None and cancel.is_set():  # stopped while searching: load nothing
             return cancelled_answer(ask, route.strategy)
@@ -443,33 +495,6 @@ class Assistant:
                 ask, llm, plan, load_seconds=load_seconds, attempt=attempt, cancel=cancel
             )
         )
-
-    def _strategy(self, kind: Strategy) -> AnsweringStrategy:
-        if kind is Strategy.LONG_CONTEXT:
-            return LongContext()
-        if kind is Strategy.BEACONS:
-            return Beacons()
-        from engine.strategies.rag import Retrieval
-        from retrieval.types import SearchMode
-
-        return Retrieval(
-            indexes=lambda document_id: self.searcher.prepare([document_id]),
-            search=lambda query, document_id, k: self.searcher.search(
-                query, k=k, mode=SearchMode.HYBRID, document_ids=[document_id]
-            ),
-            top_k=self.settings.retrieval.top_k,
-            window_tokens=partial(retrieval_window, self.settings),
-            count_tokens=self.runtime.count_tokens,
-            rarity=self._term_rarity,
-        )
-
-    def _term_rarity(self, document_id: str) -> TermRarity:
-        """How rare each word is in a document, from its loaded index; kept per document."""
-        rarity = self._rarities.get(document_id)
-        if rarity is None:
-            rarity = TermRarity.from_terms(self.searcher.chunk_terms(document_id))
-            self._rarities[document_id] = rarity
-        return rarity
 
     def _load(
         self, profile: ModelProfile, plan: ContextPlan
@@ -491,8 +516,3 @@ class Assistant:
         """Delete saved KV states (of one document, or all); returns the bytes freed."""
         document_id = self.resolve(ref).id if ref else None
         return self.kv_store.clear(document_id)
-
-
-def _fixed_while_running(settings: Settings) -> tuple[object, ...]:
-    """The settings the data dir, indexes and caches were built from."""
-    return (settings.home, settings.chunking, settings.retrieval.embedder, settings.cache)

@@ -122,6 +122,28 @@ class RouterSettings:
 
 
 @dataclass(frozen=True)
+class BeaconSettings:
+    """How beacon summaries are built (engine/beacon_plan.py); changing any means new beacons."""
+
+    window_tokens: int = 0  # tokens read per beacon; 0: a quarter of the model's window
+    max_beacon_tokens: int = 256  # the longest beacon written, so generation stays cheap
+    recent_tokens: int = 512  # earlier beacons kept in view while a window is read
+    drill_windows: int = 2  # windows searched for passages when a question names specifics
+
+    def __post_init__(self) -> None:
+        if self.window_tokens != 0 and self.window_tokens < 64:
+            raise ValueError(
+                f"window_tokens must be 0 (automatic) or at least 64, got {self.window_tokens}"
+            )
+        if self.max_beacon_tokens < 16:
+            raise ValueError(f"max_beacon_tokens must be at least 16, got {self.max_beacon_tokens}")
+        if self.recent_tokens < 0:
+            raise ValueError(f"recent_tokens must be 0 or more, got {self.recent_tokens}")
+        if self.drill_windows < 0:
+            raise ValueError(f"drill_windows must be 0 or more, got {self.drill_windows}")
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     """The on-disk cache of prefilled document KV states."""
 
@@ -153,6 +175,7 @@ class Settings:
     context: ContextSettings = field(default_factory=ContextSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
+    beacons: BeaconSettings = field(default_factory=BeaconSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     ui: UISettings = field(default_factory=UISettings)
 
@@ -185,6 +208,16 @@ def load_settings(
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
         layers.append(("command-line flags", cleaned))
     return Settings(home=resolved_home, **_sections(layers))
+
+
+def restart_needed(old: Settings, new: Settings) -> bool:
+    """Whether going from `old` to `new` changes what the data dir, indexes and caches were
+    built from, which a running assistant cannot take on (engine/assistant.py `reconfigure`)."""
+
+    def fixed(settings: Settings) -> tuple[object, ...]:
+        return (settings.home, settings.chunking, settings.retrieval.embedder, settings.cache)
+
+    return fixed(old) != fixed(new)
 
 
 RELOAD_KEYS = (

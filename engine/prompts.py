@@ -115,3 +115,55 @@ def rag_messages(question: str, passages: Sequence[str]) -> list[ChatMessage]:
     body = PASSAGE_SEPARATOR.join(passages)
     content = f"Question: {question}\n\n{body}\n\nQuestion: {question}"
     return [ChatMessage(Role.SYSTEM, RAG_SYSTEM), ChatMessage(Role.USER, content)]
+
+
+# -- beacon summaries (engine/strategies/beacon_build.py, engine/strategies/beacons.py) ------
+
+# Measured on the bundled 135M model over windows of A Christmas Carol: "take notes" and
+# "write notes: who appears, ..." prompts made it repeat one line until max_tokens; a plain
+# "Summarize the passage in about N words" after the passage, with the story so far before
+# it, gave prose summaries naming who appears and what they do. Asking for more ("what they
+# say, names, numbers") made it copy the story so far instead of the passage.
+BEACON_WRITER_SYSTEM = "You summarize passages of a book."
+
+BEACON_ANSWER_SYSTEM = (
+    "You answer questions about a long document from summaries of its parts, given in order"
+    " and labelled with their locations, and from a few passages. Answer briefly and cite"
+    " the locations you used in square brackets, like [Chapter 3]."
+)
+
+
+def beacon_label(location: str) -> str:
+    """The line that introduces a beacon: its window's location in brackets."""
+    return f"[{location}]"
+
+
+def render_beacon(location: str, text: str) -> str:
+    """A beacon as a prompt shows it: its label line, then its summary."""
+    return f"{beacon_label(location)}\n{text.strip()}"
+
+
+def beacon_writer_messages(
+    recent: Sequence[str], location: str, window_text: str, words: int
+) -> list[ChatMessage]:
+    """The chat that writes one window's beacon: the latest earlier beacons (rendered, in
+    order) as the story so far, then the window, then the instruction."""
+    story = f"Story so far:\n{PASSAGE_SEPARATOR.join(recent)}\n\n" if recent else ""
+    content = (
+        f"{story}Passage ({location}):\n{window_text.strip()}\n\n"
+        f"Summarize the passage in about {words} words: who appears, what they do, where."
+    )
+    return [ChatMessage(Role.SYSTEM, BEACON_WRITER_SYSTEM), ChatMessage(Role.USER, content)]
+
+
+def beacon_answer_messages(
+    question: str, beacons: Sequence[str], passages: Sequence[str]
+) -> list[ChatMessage]:
+    """The chat for a question over a document's beacons (rendered, in document order) and
+    the drill-down passages (rendered, best first); the question stands before and after."""
+    body = "Summaries of the document, part by part:\n\n" + PASSAGE_SEPARATOR.join(beacons)
+    if passages:
+        body += "\n\nPassages from the parts that match the question:\n\n"
+        body += PASSAGE_SEPARATOR.join(passages)
+    content = f"Question: {question}\n\n{body}\n\nQuestion: {question}"
+    return [ChatMessage(Role.SYSTEM, BEACON_ANSWER_SYSTEM), ChatMessage(Role.USER, content)]

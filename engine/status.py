@@ -61,7 +61,7 @@ def document_status(
     return DocumentStatus(
         document_id=document_id,
         indexed=index_built(library, home, document_id),
-        beacons_built=beacons_built(home, document_id),
+        beacons_built=beacons_built(library, document_id),
         kv_saved=any(entry.document_id == document_id for entry in saved),
     )
 
@@ -94,10 +94,10 @@ def index_built(library: Library, home: Path, document_id: str) -> bool:
     )
 
 
-def beacons_built(home: Path, document_id: str) -> bool:
-    """Whether beacon summaries of the document exist. Always False: this version cannot
-    build them (engine/strategies/beacons.py); the issue that adds them answers here."""
-    return False
+def beacons_built(library: Library, document_id: str) -> bool:
+    """Whether a complete set of the document's beacon summaries exists, on any model and
+    settings (the router asks about its own model and settings: engine/beacon_store.py)."""
+    return any(beacon_set.complete for beacon_set in library.beacon_sets(document_id))
 
 
 def plan_summary(plan: ContextPlan) -> str:

@@ -241,6 +241,7 @@ class PrepStage(StrEnum):
     INDEX = "index"  # building a search index (chunks embedded)
     MODEL = "model"  # loading the model
     PREFILL = "prefill"  # reading the prompt into the KV cache (tokens)
+    BEACONS = "beacons"  # writing beacon summaries, a window at a time (windows)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ STAGE_LABELS = {
     PrepStage.INDEX: "Building the search index",
     PrepStage.MODEL: "Loading the model",
     PrepStage.PREFILL: "Reading the document",
+    PrepStage.BEACONS: "Summarizing the book, part by part (once)",
 }
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from engine.assistant import Assistant
 from engine.config import load_settings
-from engine.errors import EngineError
 from engine.types import (
     AnswerDone,
     AnswerToken,
@@ -169,15 +168,6 @@ def test_forced_retrieval_that_declines_does_not_escalate_when_forced(
     assert isinstance(done, AnswerDone)
     assert done.answer.strategy is Strategy.RAG and not done.answer.escalated
     assert done.answer.verdict is Verdict.UNANSWERABLE
-
-
-def test_beacons_asked_for_say_they_are_not_built(isolated_home: Path, book: Path) -> None:
-    assistant, runtime = _assistant(isolated_home, FakeLLM())
-    with assistant:
-        document_id = added_id(assistant, book)
-        with pytest.raises(EngineError, match="not built"):
-            list(assistant.ask(document_id, "Summarize the book.", strategy=Strategy.BEACONS))
-    assert runtime.loads == []
 
 
 @pytest.mark.corpus
