@@ -20,8 +20,9 @@ Beacon arXiv 2401.03462):
 |---|----------------------------------------|----------------------|-------------------|-----|
 | 1 | the person forced a strategy           | any                  | that one          | a   |
 | 2 | native, document <= retrieval window   | any                  | long              | b   |
-| 3 | too long even scaled                   | global               | beacons, else rag | c   |
-| 4 | too long even scaled                   | loc., reas., comp.   | rag               | d   |
+| 3 | too long even scaled                   | global               | beacons           | c   |
+| 4 | too long even scaled, beacons built    | reas., comp.         | beacons           | d   |
+| 4b| too long even scaled                   | loc., reas., comp.   | rag               | d   |
 | 5 | fits, KV cached, medium or large model | location             | long              | e   |
 | 6 | fits, affordable                       | location             | rag               | f   |
 | 7 | fits, affordable                       | reas., comp., global | long              | g   |
@@ -31,9 +32,13 @@ Beacon arXiv 2401.03462):
 a. The person's choice (`--mode`); the table is not consulted.
 b. Retrieval would show nearly all of the document anyway; reading it whole costs no more.
 c. A global question needs the whole text; beacon summaries cover it in order (Activation
-   Beacon's adaptive ratio, done in text). Retrieval sees a few chunks only, so when beacons
-   are missing the reason says so (this version cannot build them yet).
-d. LaRA: at 128k, retrieval beats long context by 3.68 points on average.
+   Beacon's adaptive ratio, done in text), where retrieval sees a few chunks only. Beacons
+   not built yet are built first, once (the reason says so; `longread summarize` builds them
+   ahead).
+d. LaRA: at 128k, retrieval beats long context by 3.68 points on average; but reasoning and
+   comparison often need more than a few passages, so once beacons exist (their cost is
+   paid) they answer those with the whole text's thread plus the passages of the windows
+   the question names. A location question (one fact) stays with retrieval.
 e. The document is already read, so long context costs only the question; LaRA: single-fact
    (location) questions are about even, and a medium or large model reads them well.
 f. LaRA: single facts are about even, retrieval is best at hallucination detection (whose
@@ -237,7 +242,10 @@ _WEAK = (SizeClass.TINY, SizeClass.SMALL)
 """Where LaRA's gain from retrieval is largest (secondary: +38.12 vs +6.48 points at 128k)."""
 
 
-_NO_BEACONS = "beacon summaries are not built for it (this version cannot build them yet)"
+_NO_BEACONS = (
+    "its beacon summaries are not built (building them costs more than reading it whole once;"
+    " `longread summarize` builds them ahead)"
+)
 
 
 def _decide(question_type: QuestionType, facts: ContextFacts) -> tuple[Strategy, str]:
@@ -258,9 +266,16 @@ def _decide(question_type: QuestionType, facts: ContextFacts) -> tuple[Strategy,
                     f"Beacons: {on} needs the whole text, and its beacon summaries cover all "
                     "of it in order."
                 )
-            return Strategy.RAG, (
-                f"Retrieval: {on} needs the whole text, but {_NO_BEACONS}, so the answer "
-                "rests on a few passages."
+            return Strategy.BEACONS, (
+                f"Beacons: {on} needs the whole text, which retrieval cannot show; its beacon "
+                "summaries are not built yet, so they are built first, once (a summary per "
+                "window, kept for every later question)."
+            )
+        if question_type is not QuestionType.LOCATION and facts.beacons_built:
+            return Strategy.BEACONS, (
+                f"Beacons: {on}; its beacon summaries are built, and carry the thread of the "
+                "whole text that a few retrieved passages lack, with passages from the parts "
+                "the question names."
             )
         return Strategy.RAG, (
             f"Retrieval: {on}, where retrieval beats long context (LaRA: +3.68 points at 128k)."

@@ -83,11 +83,14 @@ ROUTE_ROWS = [
     # row 2: the document is no larger than the retrieval window
     ("letter-reasoning-tiny", REASONING_Q, TINY_LETTER, Strategy.LONG_CONTEXT),
     ("letter-location-tiny", LOCATION_Q, TINY_LETTER, Strategy.LONG_CONTEXT),
-    # rows 3 and 4: too long even scaled
+    # rows 3 and 4: too long even scaled; global questions build beacons on first need,
+    # reasoning and comparison use them once built, single facts stay with retrieval
     ("too-long-global-beacons", GLOBAL_Q, TOO_LONG_BEACONS, Strategy.BEACONS),
-    ("too-long-global-no-beacons", GLOBAL_Q, TOO_LONG, Strategy.RAG),
+    ("too-long-global-no-beacons", GLOBAL_Q, TOO_LONG, Strategy.BEACONS),
     ("too-long-location", LOCATION_Q, TOO_LONG_BEACONS, Strategy.RAG),
-    ("too-long-reasoning", REASONING_Q, TOO_LONG_BEACONS, Strategy.RAG),
+    ("too-long-reasoning-beacons", REASONING_Q, TOO_LONG_BEACONS, Strategy.BEACONS),
+    ("too-long-comparison-beacons", COMPARISON_Q, TOO_LONG_BEACONS, Strategy.BEACONS),
+    ("too-long-reasoning", REASONING_Q, TOO_LONG, Strategy.RAG),
     ("too-long-comparison", COMPARISON_Q, TOO_LONG, Strategy.RAG),
     # row 5: the document is already read by a capable model
     ("cached-medium-location", LOCATION_Q, MEDIUM_NOVEL_CACHED, Strategy.LONG_CONTEXT),
@@ -175,10 +178,16 @@ def test_tiny_model_reasoning_on_short_letter_reads_it_whole() -> None:
 
 
 def test_missing_beacons_reason_says_how_to_build_them() -> None:
-    for facts in (TOO_LONG, LARGE_SLOW):
-        chosen = route(GLOBAL_Q, facts)
-        assert chosen.strategy is Strategy.RAG
-        assert "beacon summaries are not built" in chosen.reason
+    chosen = route(GLOBAL_Q, LARGE_SLOW)
+    assert chosen.strategy is Strategy.RAG
+    assert "beacon summaries are not built" in chosen.reason
+    assert "longread summarize" in chosen.reason
+
+
+def test_missing_beacons_on_too_long_document_are_built_first() -> None:
+    chosen = route(GLOBAL_Q, TOO_LONG)
+    assert chosen.strategy is Strategy.BEACONS
+    assert "not built yet, so they are built first" in chosen.reason
 
 
 def test_over_budget_reason_names_prefill_and_budget() -> None:
@@ -231,7 +240,8 @@ FALLBACK_ROWS = [
     ("now-cached", REASONING_Q, LARGE_SLOW, None, LARGE_SLOW_CACHED, Strategy.LONG_CONTEXT),
     # not affordable or too long: beacons for a global question when built, else nothing
     ("slow-global-beacons", GLOBAL_Q, LARGE_SLOW, None, LARGE_SLOW_BEACONS, Strategy.BEACONS),
-    ("too-long-global-beacons", GLOBAL_Q, TOO_LONG, None, TOO_LONG_BEACONS, Strategy.BEACONS),
+    # a global question on a too-long document went to beacons, not retrieval: no fallback
+    ("too-long-global", GLOBAL_Q, TOO_LONG, None, TOO_LONG_BEACONS, None),
     ("slow-global-no-beacons", GLOBAL_Q, LARGE_SLOW, None, LARGE_SLOW, None),
     ("slow-reasoning", REASONING_Q, LARGE_SLOW_BEACONS, None, LARGE_SLOW_BEACONS, None),
     ("too-long-location", LOCATION_Q, TOO_LONG_BEACONS, None, TOO_LONG_BEACONS, None),
