@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
     from engine.assistant import Assistant
     from engine.batch import BatchQuestion
-    from engine.types import Answer, AnswerEvent, Route
+    from engine.strategies.beacon_build import BeaconProgress, BeaconsBuilt
+    from engine.types import Answer, AnswerEvent, Preparing, Route
     from ingest.pipeline import FileOutcome
 
 cli = typer.Typer(
@@ -406,6 +407,140 @@ def reindex(
         ids = longread.document_ids([doc] if doc else [])
         _index_with_progress(longread, ids, rebuild=True)
     out.print(f"reindexed {len(ids)} document{'s' if len(ids) != 1 else ''}")
+
+
+class _SecondsLeftColumn(ProgressColumn):
+    """Tokens read and written per second, and the time left at this run's pace."""
+
+    def render(self, task: Task) -> Text:
+        from engine.planner import format_seconds
+
+        rate = float(task.fields.get("tokens_per_second", 0.0))
+        left = task.fields.get("seconds_left")
+        parts = [f"{rate:,.0f} tokens/s" if rate else ""]
+        parts.append(f"{format_seconds(float(left))} left" if left is not None else "")
+        return Text("  ".join(p for p in parts if p), style="cyan")
+
+
+def _beacon_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.fields[name]}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        _SecondsLeftColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _run_build(
+    events: Generator[BeaconProgress | Preparing, None, BeaconsBuilt],
+    show: Callable[[BeaconProgress | Preparing], None],
+) -> BeaconsBuilt:
+    """Drive a beacon build to its end, showing each event; returns its outcome."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            outcome: BeaconsBuilt = stop.value
+            return outcome
+        show(event)
+
+
+@cli.command()
+def summarize(
+    ctx: typer.Context,
+    doc: DocArgument,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Forget the stored beacons and write them anew.")
+    ] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a document's beacon summaries ahead of questions; a stopped build resumes."""
+    import threading
+
+    from engine.planner import format_seconds
+    from engine.types import Preparing, PrepStage
+
+    cancel = threading.Event()
+    started = time.monotonic()
+    last: BeaconProgress | None = None
+    with assistant(ctx) as longread:
+        document = longread.resolve(doc)
+        events = longread.summarize(document.id, model=model, rebuild=rebuild, cancel=cancel)
+        with _beacon_progress() as progress:
+            bar = progress.add_task(
+                "", total=None, name=document.title[:40], tokens_per_second=0.0, seconds_left=None
+            )
+
+            def show(event: BeaconProgress | Preparing) -> None:
+                nonlocal last
+                if isinstance(event, Preparing):
+                    if event.stage is PrepStage.MODEL and event.done == 0:
+                        progress.console.print(
+                            f"[dim]loading {event.detail} to write beacons[/dim]", highlight=False
+                        )
+                    return  # a model load cannot count its progress
+                last = event
+                progress.update(
+                    bar,
+                    completed=event.done,
+                    total=event.total,
+                    tokens_per_second=event.tokens_per_second,
+                    seconds_left=event.seconds_left,
+                )
+
+            try:
+                outcome = _run_build(events, show)
+            except KeyboardInterrupt:
+                # Every beacon is saved before the progress that counts it, so the last
+                # progress says what is stored; the window in progress is lost.
+                cancel.set()
+                events.close()
+                err.print(f"[yellow]{_stopped_line(last)}[/yellow]", highlight=False)
+                raise typer.Exit(130) from None
+    layout = outcome.layout
+    if as_json:
+        _print_json(
+            {
+                "document": document.id,
+                "title": document.title,
+                "ratio": layout.choice.ratio,
+                "window_tokens": layout.window_tokens,
+                "built": outcome.built,
+                "reused": outcome.reused,
+                "beacons": [
+                    {
+                        "ordinal": b.ordinal,
+                        "start": b.start,
+                        "end": b.end,
+                        "location": b.location,
+                        "text": b.text,
+                    }
+                    for b in outcome.beacons
+                ],
+            }
+        )
+        return
+    windows = len(layout.windows)
+    out.print(
+        f"Built {outcome.built} beacon{'s' if outcome.built != 1 else ''},"
+        f" reused {outcome.reused} ({windows:,} window{'s' if windows != 1 else ''}"
+        f" of {layout.window_tokens:,} tokens, ratio ×{layout.choice.ratio})"
+        f" in {format_seconds(time.monotonic() - started)}",
+        highlight=False,
+    )
+
+
+def _stopped_line(last: BeaconProgress | None) -> str:
+    """What a stopped build left behind, from its last progress."""
+    resume = "run the same command again to resume"
+    if last is None:
+        return f"stopped before building began; beacons stored before are kept; {resume}"
+    return f"stopped: {last.done} of {last.total} beacons stored; {resume}"
 
 
 def _strategy_flag(mode: Mode | None) -> dict[str, Any]:

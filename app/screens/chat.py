@@ -90,8 +90,13 @@ class PrepClock:
         progressed = event.done - self._first_done
         if progressed > 0 and elapsed > 0.5 and event.total > event.done:
             left = (event.total - event.done) * elapsed / progressed
-            text += f" · about {left:,.0f} s left"
+            text += f" · about {_duration(left)} left"
         return text
+
+
+def _duration(seconds: float) -> str:
+    """"40 s", "12 min": a beacon build of a whole book takes minutes, a prefill seconds."""
+    return f"{seconds:,.0f} s" if seconds < 90 else f"{seconds / 60:,.0f} min"
 
 
 class ChatScreen(Screen[None]):

@@ -44,6 +44,8 @@ from engine.strategies.beacon_build import (
     BeaconProgress,
     BeaconsBuilt,
     build_beacons,
+    missing_beacons,
+    reused_beacons,
 )
 from engine.strategies.timing import timings_from
 from engine.types import (
@@ -176,7 +178,7 @@ class Beacons:
             have.get(w.ordinal, layout.choice.beacon_tokens) + LABEL_TOKENS for w in layout.windows
         )
         needed = beacon_tokens + answer_reserve(ask.question_tokens, ask.max_answer_tokens)
-        if len(have) < len(layout.windows):
+        if missing_beacons(layout, self._stored):
             needed = max(needed, layout.build_tokens)
         return min(needed, layout.context_tokens)
         yield  # a generator: building happens in `answer`, on the loaded model
@@ -233,6 +235,8 @@ class Beacons:
         self, ask: AskContext, llm: LLM, layout: BeaconLayout, cancel: threading.Event | None
     ) -> Generator[Preparing, None, BeaconsBuilt]:
         """Build the beacons not stored yet, reporting each window as it is done."""
+        if missing_beacons(layout, self._stored) == 0:
+            return reused_beacons(layout, self._stored)
         save = self._source.saver(ask, layout)
         building = build_beacons(llm, ask.text, layout, self._stored, save, cancel)
         while True:

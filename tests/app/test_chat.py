@@ -177,6 +177,14 @@ def test_the_prefill_clock_estimates_time_left_from_the_rate_so_far() -> None:
     assert loading == "Loading the model SmolLM2…"
 
 
+def test_a_beacon_build_counts_windows_and_minutes_left() -> None:
+    clock = PrepClock()
+    clock.describe(Preparing(PrepStage.BEACONS, 0, 40, "windows"), now=0.0)
+    text = clock.describe(Preparing(PrepStage.BEACONS, 2, 40, "windows"), now=30.0)
+    assert text.startswith("Summarizing the book")
+    assert "2 / 40 windows" in text and "about 10 min left" in text  # 38 windows at 15 s
+
+
 def test_a_conversation_that_cannot_be_read_is_reported_and_the_chat_still_opens(
     tmp_path: Path, isolated_home: Path
 ) -> None:
