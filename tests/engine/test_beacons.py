@@ -21,6 +21,7 @@ from engine.strategies.beacon_build import (
     BeaconProgress,
     BeaconsBuilt,
     build_beacons,
+    copied_from_story,
     drawn_from,
     missing_beacons,
     recent_beacons,
@@ -222,6 +223,15 @@ def test_cancel_keeps_the_beacons_written_and_stops() -> None:
 def test_recent_beacons_are_the_latest_that_fit() -> None:
     assert recent_beacons(STORY, 2 * (10 + LABEL_TOKENS)) == STORY[2:]
     assert recent_beacons(STORY, 0) == []
+
+
+def test_a_copy_is_told_from_a_loose_summary() -> None:
+    window = "Mara lit the lamp at dusk and wrote in the logbook."
+    story = "Tobias sailed to the harbour and sold his boat."
+    assert copied_from_story("Tobias sailed and sold his boat.", window, story)
+    assert not copied_from_story("Mara lit the lamp; Tobias sailed.", window, story)
+    assert not copied_from_story("A ghost haunted the castle.", window, story), "loose, no copy"
+    assert not copied_from_story("", window, story)
 
 
 def test_drawn_from_measures_words_taken_from_the_window() -> None:
