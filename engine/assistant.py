@@ -1,9 +1,10 @@
 """The assistant: the one facade the CLI and the TUI use, and the composition root.
 
-It owns the library, the model catalog, the llama.cpp runtime, the search indexes and the KV
-state cache, builds them lazily so a command only pays for what it touches, and exposes the
-product's verbs: add, list, show, remove, status; search; models, plan, route, ask; each
-document's conversation (remember, history, export); cache.
+It owns the library, the model catalog, the llama.cpp runtime, the search indexes, the beacon
+store and the KV state cache, builds them lazily so a command only pays for what it touches,
+and exposes the product's verbs: add, list, show, remove, status; search; models, plan,
+route, ask, summarize (build beacons); each document's conversation (remember, history,
+export); cache.
 
 Asking is one pipeline for every strategy: the question is resolved once into an
 `AskContext` (the document rendered and counted once per model file and document, kept for
@@ -33,8 +34,8 @@ from engine.facts import measure_facts, planner_settings
 from engine.history import Conversations
 from engine.kvcache import KVStateStore, StateEntry
 from engine.llm import LLM, LLMRuntime
-from engine.memory import planning_budget
 from engine.planner import plan_context
+from engine.questions import machine, resolve_question
 from engine.rendered import RenderedDocuments
 from engine.router import fallback
 from engine.router import route as route_question
@@ -48,7 +49,6 @@ from engine.types import (
     Answer,
     AnswerDone,
     AnswerEvent,
-    Backend,
     ContextFacts,
     ContextPlan,
     Escalated,
@@ -161,8 +161,7 @@ class Assistant:
     def beacon_store(self) -> BeaconStore:
         """Beacon summaries in the library, keyed by document, model file and settings."""
         if self._beacon_store is None:
-            counter = self.runtime.count_tokens
-            self._beacon_store = BeaconStore(self.library, lambda: self.settings, counter)
+            self._beacon_store = BeaconStore(self.library, lambda: self.settings, self._count)
         return self._beacon_store
 
     @property
@@ -331,45 +330,19 @@ class Assistant:
         model: str | None = None,
         layout: PromptLayout | None = None,
     ) -> AskContext:
-        """Resolve a question once: the document (rendered and counted, cached per model
-        file and document), the model and its profile, the backend and the memory budget."""
-        question = question.strip()
-        if not question:
-            raise EngineError("the question is empty; ask something about the document")
-        document = self.library.get(document_id)
-        entry = self.catalog.resolve(model or self.settings.model.name)
-        profile = self.catalog.profile(entry)
-        rendered = self._documents.get(self.library, document, profile, self.runtime.count_tokens)
-        question_tokens = self.runtime.count_tokens(profile, question)
-        largest = int(profile.context_length * self.settings.context.max_rope_factor)
-        if 2 * question_tokens + self.settings.model.max_answer_tokens > largest:
-            raise EngineError(
-                f"the question is {question_tokens:,} tokens long, more than {entry.name}"
-                f" can read at once with room for an answer ({largest:,} tokens at most);"
-                " shorten it"
-            )
-        backend, memory_budget = self._machine()
-        return AskContext(
-            document=document,
-            text=rendered.text,
-            sections=rendered.sections,
-            rendered=rendered.rendered,
-            document_tokens=rendered.tokens,
-            model=entry,
-            profile=profile,
-            backend=backend,
-            memory_budget=memory_budget,
+        """Resolve a question once (engine/questions.py): the document rendered and counted
+        (kept per model file and document), the model, its profile, backend and memory."""
+        return resolve_question(
+            self.library,
+            self.catalog,
+            self.runtime,
+            self._documents,
+            self.settings,
+            document_id=document_id,
             question=question,
-            question_tokens=question_tokens,
-            max_answer_tokens=self.settings.model.max_answer_tokens,
+            model=model,
             layout=layout,
         )
-
-    def _machine(self) -> tuple[Backend, int]:
-        """The backend llama.cpp runs on, and the memory a context may take there."""
-        backend = self.runtime.detect_backend()
-        memory = self.settings.context.memory_budget_mb
-        return backend, planning_budget(backend, memory, self.runtime.gpu_memory)
 
     def plan(
         self,
@@ -405,7 +378,7 @@ class Assistant:
         rendered = self._documents.get(self.library, document, profile, self.runtime.count_tokens)
 
         def load(tokens_needed: int) -> Generator[Preparing, None, LLM]:
-            backend, budget = self._machine()
+            backend, budget = machine(self.runtime, self.settings)
             settings = planner_settings(self.settings.context, None)
             plan = plan_context(profile, tokens_needed, budget, backend, settings)
             if not plan.fits:
@@ -458,7 +431,7 @@ class Assistant:
         whole document when that is feasible within the latency
         budget (Self-Route): an `Escalated` event marks the first answer as an attempt, and
         the final answer records it. Errors the person can fix (a document too long for a
-        forced long-context answer, beacons not built) raise EngineError before any token.
+        forced long-context answer) raise EngineError before any token.
         """
         ask = self.ask_context(document_id, question, model, layout)
         facts = self.context_facts(ask)
