@@ -289,7 +289,9 @@ def _citations(
     ask: AskContext, answer: str, shown: Sequence[StoredBeacon], passages: Sequence[Hit]
 ) -> tuple[Citation, ...]:
     """What the answer names (windows, sections, passages by number), else the windows whose
-    beacons best match the answer; each once, in the order named."""
+    beacons best match the answer; each span once, in the order named. Where one named place
+    holds another ("Chapter 3" and the two windows inside it; a window "pp. 12–15" and the
+    page "p. 13"), only the one inside is kept: the most precise span."""
     windows = _window_candidates(ask, shown)
     candidates = [
         *windows,
@@ -300,9 +302,15 @@ def _citations(
     if not named:
         best = set(select_windows(answer, shown, 3))
         named = [c for c, b in zip(windows, shown, strict=True) if b.ordinal in best]
+    spans = {(c.start, c.end) for c in named}
+    precise = [
+        c
+        for c in named
+        if not any(c.start <= a and b <= c.end and (a, b) != (c.start, c.end) for a, b in spans)
+    ]
     seen: set[tuple[int, int]] = set()
     citations: list[Citation] = []
-    for candidate in named:
+    for candidate in precise:
         if (candidate.start, candidate.end) not in seen:
             seen.add((candidate.start, candidate.end))
             citations.append(citation_of(candidate))

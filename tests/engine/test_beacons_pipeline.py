@@ -133,6 +133,7 @@ def test_a_beacon_question_builds_what_is_missing_then_answers(
             assistant.ask(document_id, "How does the keeper change?", strategy=Strategy.BEACONS)
         )
         text = assistant.library.text(document_id)
+        sections = assistant.library.sections(document_id)
         [stored] = assistant.library.beacon_sets(document_id)
     building = [e for e in events if isinstance(e, Preparing) and e.stage is PrepStage.BEACONS]
     assert building and building[-1].done == building[-1].total == stored.window_count
@@ -146,12 +147,13 @@ def test_a_beacon_question_builds_what_is_missing_then_answers(
     positions = [prompt.index(label) for label in labels]
     assert positions == sorted(positions)
     assert prompt.count("How does the keeper change?") == 2
-    # The answer named Chapter 3: its first citation is a window or section holding it.
-    assert answer.citations
-    cited = answer.citations[0]
-    assert "Chapter 3" in cited.location
-    chapter_3 = text.index("Chapter 3")
-    assert cited.start <= chapter_3 < cited.end
+    # The answer named Chapter 3: the windows inside it are cited, each with its span, and
+    # not the whole chapter besides (the most precise places win).
+    chapter_3, chapter_4 = (next(s for s in sections if s.label == f"Chapter {n}") for n in (3, 4))
+    assert [c.location for c in answer.citations] == ["Chapter 3", "Chapter 3"]
+    for cited in answer.citations:  # windows end where the next chapter begins
+        assert chapter_3.start <= cited.start < cited.end <= chapter_4.start
+        assert text[cited.start : cited.end].strip()
 
 
 def test_a_question_naming_specifics_drills_into_its_window(
