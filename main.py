@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
     from engine.assistant import Assistant
     from engine.batch import BatchQuestion
-    from engine.strategies.beacon_build import BeaconProgress, BeaconsBuilt
+    from engine.strategies.beacon_build import BeaconProgress
     from engine.types import Answer, AnswerEvent, Preparing, Route
     from ingest.pipeline import FileOutcome
 
@@ -148,7 +149,7 @@ def tui(ctx: typer.Context) -> None:
     try:
         settings = load_settings(config_path=ctx.obj["config"], home=ctx.obj["home"])
     except USER_ERRORS as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from error
     from app.app import run_tui  # Textual loads only for the TUI
 
@@ -176,7 +177,7 @@ def assistant(ctx: typer.Context, **overrides: dict[str, Any]) -> Iterator[Assis
         with Assistant(settings) as instance:
             yield instance
     except USER_ERRORS as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from error
 
 
@@ -435,20 +436,6 @@ def _beacon_progress() -> Progress:
     )
 
 
-def _run_build(
-    events: Generator[BeaconProgress | Preparing, None, BeaconsBuilt],
-    show: Callable[[BeaconProgress | Preparing], None],
-) -> BeaconsBuilt:
-    """Drive a beacon build to its end, showing each event; returns its outcome."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            outcome: BeaconsBuilt = stop.value
-            return outcome
-        show(event)
-
-
 @cli.command()
 def summarize(
     ctx: typer.Context,
@@ -462,6 +449,7 @@ def summarize(
     """Build a document's beacon summaries ahead of questions; a stopped build resumes."""
     import threading
 
+    from engine.generators import run_to_end
     from engine.planner import format_seconds
     from engine.types import Preparing, PrepStage
 
@@ -494,7 +482,7 @@ def summarize(
                 )
 
             try:
-                outcome = _run_build(events, show)
+                outcome = run_to_end(events, show)
             except KeyboardInterrupt:
                 # Every beacon is saved before the progress that counts it, so the last
                 # progress says what is stored; the window in progress is lost.
@@ -1048,6 +1036,114 @@ def bench_retrieval(
         err.print(f"[red]error:[/red] corpus not found at {corpus}; pass --corpus")
         raise typer.Exit(1)
     result = run_retrieval_benchmark(corpus, progress=_say, queries=queries)
+    out.print(result.report(), highlight=False)
+
+
+@bench_cli.command("beacons")
+def bench_beacons(
+    ctx: typer.Context,
+    document: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .txt book. Default: A Christmas Carol from the corpus in ../shared/corpus."
+        ),
+    ] = None,
+    chars: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Characters read from the book's start. Default: 40,000 (~10k tokens)."
+        ),
+    ] = None,
+    window_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Tokens per beacon window; 0: automatic, a quarter of the model's window."
+            " Default: 0.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    """Beacon building against plain prefill of the same tokens (is it prefill-bound?)"""
+    from engine.bench.beacons import (
+        DEFAULT_BUILD_DOCUMENT,
+        DEFAULT_MAX_CHARS,
+        DEFAULT_WINDOW_TOKENS,
+        run_beacon_build_benchmark,
+    )
+    from engine.errors import USER_ERRORS
+
+    target = document or DEFAULT_BUILD_DOCUMENT
+    if not target.is_file():
+        err.print(
+            f"[red]error:[/red] {escape(str(target))} not found; pass --document", highlight=False
+        )
+        raise typer.Exit(1)
+    try:
+        result = run_beacon_build_benchmark(
+            document=target,
+            max_chars=chars if chars is not None else DEFAULT_MAX_CHARS,
+            home=ctx.obj["home"],
+            config_path=ctx.obj["config"],
+            model=model,
+            window_tokens=window_tokens if window_tokens is not None else DEFAULT_WINDOW_TOKENS,
+            progress=_say,
+        )
+    except USER_ERRORS as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from error
+    out.print(result.report(), highlight=False)
+
+
+@bench_cli.command(
+    "beacons-qa",
+    help="LaRA reasoning questions answered from beacons vs retrieval (vs the whole text where"
+    " it fits), token F1 (slow: about an hour on a CPU)",
+)
+def bench_beacons_qa(
+    ctx: typer.Context,
+    corpus: Annotated[Path, typer.Option(help="The shared corpus folder.")] = CORPUS_DIR,
+    qa_file: Annotated[
+        str | None,
+        typer.Option(
+            help="A question file in the corpus's qa/ folder."
+            " Default: lara_32k_book_reasoning.jsonl."
+        ),
+    ] = None,
+    books: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N books. Default: all.")
+    ] = None,
+    questions: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N questions a book. Default: all.")
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    from engine.bench.beacon_qa import DEFAULT_QA_FILE, run_beacon_qa_benchmark
+    from engine.errors import USER_ERRORS
+
+    chosen = qa_file or DEFAULT_QA_FILE
+    questions_file = corpus / "qa" / chosen
+    if not questions_file.is_file():
+        err.print(
+            f"[red]error:[/red] {escape(str(questions_file))} not found;"
+            " pass --corpus or --qa-file",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    try:
+        result = run_beacon_qa_benchmark(
+            corpus,
+            qa_file=chosen,
+            books=books,
+            questions_per_book=questions,
+            home=ctx.obj["home"],
+            config_path=ctx.obj["config"],
+            model=model,
+            progress=_say,
+        )
+    except USER_ERRORS as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from error
     out.print(result.report(), highlight=False)
 
 

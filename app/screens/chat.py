@@ -95,7 +95,7 @@ class PrepClock:
 
 
 def _duration(seconds: float) -> str:
-    """"40 s", "12 min": a beacon build of a whole book takes minutes, a prefill seconds."""
+    """ "40 s", "12 min": a beacon build of a whole book takes minutes, a prefill seconds."""
     return f"{seconds:,.0f} s" if seconds < 90 else f"{seconds / 60:,.0f} min"
 
 

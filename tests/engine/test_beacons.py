@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.beacon_plan import LABEL_TOKENS, plan_beacons
+from engine.beacon_plan import LABEL_TOKENS, BeaconLayout, plan_beacons
 from engine.config import BeaconSettings
+from engine.generators import run_to_end
 from engine.llm import ChatMessage
 from engine.strategies.beacon_build import (
     BeaconProgress,
@@ -99,8 +100,7 @@ def _story_text(paragraphs: int = 16) -> str:
     # Words of their own in each paragraph (letters: BM25's terms split "keeper3" in two).
     tags = [chr(ord("a") + p) * 2 for p in range(paragraphs)]
     return "\n\n".join(
-        f"Keeper{t} lit lamp{t} at dusk{t} and wrote log{t} before bed{t} in room{t}."
-        for t in tags
+        f"Keeper{t} lit lamp{t} at dusk{t} and wrote log{t} before bed{t} in room{t}." for t in tags
     )
 
 
@@ -110,7 +110,7 @@ def summary_of_passage(messages: Sequence[ChatMessage]) -> str:
     return " ".join(passage.split()[:6])
 
 
-def _layout(text: str, window_tokens: int = 64) -> object:
+def _layout(text: str, window_tokens: int = 64) -> BeaconLayout:
     settings = BeaconSettings(window_tokens=window_tokens, max_beacon_tokens=16, recent_tokens=40)
     return plan_beacons(text, [], 4_096, settings, 100, 16, lambda t: len(t.split()))
 
@@ -118,18 +118,14 @@ def _layout(text: str, window_tokens: int = 64) -> object:
 def _run(
     llm: FakeLLM,
     text: str,
-    layout: object,
+    layout: BeaconLayout,
     stored: Sequence[StoredBeacon] = (),
     cancel: threading.Event | None = None,
 ) -> tuple[list[BeaconProgress], BeaconsBuilt, list[StoredBeacon]]:
     saved: list[StoredBeacon] = []
-    building = build_beacons(llm, text, layout, stored, saved.append, cancel)  # type: ignore[arg-type]
+    building = build_beacons(llm, text, layout, stored, saved.append, cancel)
     progress: list[BeaconProgress] = []
-    while True:
-        try:
-            progress.append(next(building))
-        except StopIteration as finished:
-            return progress, finished.value, saved
+    return progress, run_to_end(building, progress.append), saved
 
 
 def test_every_window_gets_a_beacon_saved_as_it_is_written() -> None:
@@ -137,7 +133,7 @@ def test_every_window_gets_a_beacon_saved_as_it_is_written() -> None:
     layout = _layout(text)
     llm = FakeLLM(answers=summary_of_passage)
     progress, built, saved = _run(llm, text, layout)
-    windows = layout.windows  # type: ignore[attr-defined]
+    windows = layout.windows
     assert len(windows) >= 3
     assert (built.built, built.reused, built.cancelled) == (len(windows), 0, False)
     assert saved == list(built.beacons)
@@ -171,8 +167,8 @@ def test_a_rerun_reuses_what_was_stored_and_builds_the_rest() -> None:
     assert (second.reused, second.built) == (2, total - 2)
     assert [b.ordinal for b in saved] == list(range(2, total))
     assert len(llm.calls) == total - 2
-    assert missing_beacons(layout, second.beacons) == 0  # type: ignore[arg-type]
-    assert missing_beacons(layout, kept) == total - 2  # type: ignore[arg-type]
+    assert missing_beacons(layout, second.beacons) == 0
+    assert missing_beacons(layout, kept) == total - 2
 
 
 def test_a_beacon_copied_from_the_story_so_far_is_written_again_without_it() -> None:
@@ -187,7 +183,7 @@ def test_a_beacon_copied_from_the_story_so_far_is_written_again_without_it() -> 
 
     llm = FakeLLM(answers=copier)
     _, built, _ = _run(llm, text, layout)
-    for window, written in zip(layout.windows, built.beacons, strict=True):  # type: ignore[attr-defined]
+    for window, written in zip(layout.windows, built.beacons, strict=True):
         assert drawn_from(written.text, text[window.start : window.end]) >= 0.5
     windows = len(built.beacons)
     assert len(llm.calls) == 1 + 2 * (windows - 1), "one retry per window after the first"
@@ -197,7 +193,7 @@ def test_a_window_the_model_says_nothing_about_gets_its_opening_words() -> None:
     text = _story_text()
     layout = _layout(text)
     _, built, _ = _run(FakeLLM(answers=("",)), text, layout)
-    for window, written in zip(layout.windows, built.beacons, strict=True):  # type: ignore[attr-defined]
+    for window, written in zip(layout.windows, built.beacons, strict=True):
         assert text[window.start : window.end].split()[:3] == written.text.split()[:3]
 
 

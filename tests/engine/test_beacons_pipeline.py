@@ -7,14 +7,14 @@ a question asks for beacons, the prompt and citations of a beacon answer, the ro
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from engine.assistant import Assistant
 from engine.config import load_settings
+from engine.generators import run_to_end
 from engine.llm import ChatMessage
 from engine.types import (
     AnswerDone,
@@ -26,9 +26,6 @@ from engine.types import (
 from tests.fake_llm import FakeLLM, FakeRuntime
 from tests.fakes import FakeEmbedder
 from tests.library_checks import added_id
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 CHAPTERS = 6
 
@@ -64,13 +61,8 @@ def _assistant(home: Path, llm: FakeLLM, **beacons: int) -> tuple[Assistant, Fak
     return Assistant(settings, runtime=runtime, embedder=FakeEmbedder()), runtime
 
 
-def _finish(generator: Generator[T, None, R]) -> tuple[list[T], R]:
-    events: list[T] = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as finished:
-            return events, finished.value
+def _ignore(event: object) -> None:
+    """Progress events the test does not look at."""
 
 
 def test_summarize_builds_once_and_then_reuses_without_a_model(
@@ -80,9 +72,9 @@ def test_summarize_builds_once_and_then_reuses_without_a_model(
     with assistant:
         document_id = added_id(assistant, book, index=False)
         assert not assistant.document_statuses([document_id])[0].beacons_built
-        _, first = _finish(assistant.summarize(document_id))
+        first = run_to_end(assistant.summarize(document_id), _ignore)
         loads = len(runtime.loads)
-        _, again = _finish(assistant.summarize(document_id))
+        again = run_to_end(assistant.summarize(document_id), _ignore)
         status = assistant.document_statuses([document_id])[0]
         text = assistant.library.text(document_id)
     windows = first.layout.windows
@@ -102,8 +94,8 @@ def test_rebuild_forgets_the_stored_beacons(isolated_home: Path, book: Path) -> 
     assistant, _ = _assistant(isolated_home, FakeLLM(answers=summary_or_answer))
     with assistant:
         document_id = added_id(assistant, book, index=False)
-        _finish(assistant.summarize(document_id))
-        _, rebuilt = _finish(assistant.summarize(document_id, rebuild=True))
+        run_to_end(assistant.summarize(document_id), _ignore)
+        rebuilt = run_to_end(assistant.summarize(document_id, rebuild=True), _ignore)
     assert rebuilt.reused == 0 and rebuilt.built == len(rebuilt.layout.windows)
 
 
@@ -111,13 +103,13 @@ def test_other_settings_mean_other_beacons(isolated_home: Path, book: Path) -> N
     first, _ = _assistant(isolated_home, FakeLLM(answers=summary_or_answer))
     with first:
         document_id = added_id(first, book, index=False)
-        _finish(first.summarize(document_id))
+        run_to_end(first.summarize(document_id), _ignore)
         assert first.route(document_id, "Summarize the book.").facts.beacons_built  # type: ignore[union-attr]
     other, _ = _assistant(isolated_home, FakeLLM(answers=summary_or_answer), max_beacon_tokens=48)
     with other:
         facts = other.route(document_id, "Summarize the book.").facts
         assert facts is not None and not facts.beacons_built
-        _, built = _finish(other.summarize(document_id))
+        built = run_to_end(other.summarize(document_id), _ignore)
         assert built.reused == 0, "beacons of other settings are never reused"
         assert len(other.library.beacon_sets(document_id)) == 2
 
