@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -482,14 +483,15 @@ def summarize(
                 )
 
             try:
-                outcome = run_to_end(events, show)
-            except KeyboardInterrupt:
-                # Every beacon is saved before the progress that counts it, so the last
-                # progress says what is stored; the window in progress is lost.
-                cancel.set()
+                with _ctrl_c_sets(cancel):
+                    outcome = run_to_end(events, show)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, mid-window
                 events.close()
                 err.print(f"[yellow]{_stopped_line(last)}[/yellow]", highlight=False)
                 raise typer.Exit(130) from None
+        if outcome.cancelled:
+            err.print(f"[yellow]{_stopped_line(last)}[/yellow]", highlight=False)
+            raise typer.Exit(130)
     layout = outcome.layout
     if as_json:
         _print_json(
@@ -521,6 +523,28 @@ def summarize(
         f" in {format_seconds(time.monotonic() - started)}",
         highlight=False,
     )
+
+
+@contextmanager
+def _ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
+    """Inside the block, a first Ctrl-C sets `cancel` and a second raises KeyboardInterrupt.
+
+    Relying on KeyboardInterrupt alone loses some: Python raises it wherever the main thread
+    is, and one raised inside a finalizer or a ctypes callback (llama.cpp's, while a model
+    loads) is printed and dropped; a build then ran to its end after Ctrl-C. Setting the
+    event is never lost, and the build stops within the window being read.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stopped_line(last: BeaconProgress | None) -> str:
