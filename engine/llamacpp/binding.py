@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 from typing import Any
 
 from engine.llamacpp.log import LOG
@@ -18,6 +19,13 @@ from engine.types import Backend
 GGML_DEVICE_TYPE_GPU = 1
 """GGML_BACKEND_DEVICE_TYPE_GPU: a discrete GPU (CPU is 0; integrated GPUs and accelerators
 come after, and their numbering has changed between ggml versions, so only 1 counts)."""
+
+
+MODEL_LOADS = threading.Lock()
+"""Held while a `Llama` is built (a model, or a vocabulary alone): one at a time in this
+process. Two built side by side (two TUI workers counting tokens at once) crashed with a
+segmentation fault inside llama.cpp's model loader, and each load swaps sys.stdout and
+sys.stderr for its duration, which only one thread may do at a time."""
 
 
 def load_llama_cpp() -> Any:

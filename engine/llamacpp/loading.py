@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.llamacpp.binding import load_llama_cpp
+from engine.llamacpp.binding import MODEL_LOADS, load_llama_cpp
 from engine.llamacpp.log import LOG, LogLine, explain, parse_kv_buffer_bytes
 from engine.llamacpp.params import accepted_parameters, llama_kwargs
 from engine.llm_errors import ModelLoadError
@@ -48,7 +48,11 @@ def load_llama(profile: ModelProfile, plan: ContextPlan, threads: int | None) ->
         try:
             # verbose=True (see llama_kwargs) makes llama-cpp-python print its own chatter
             # with print(); it goes to the debug log, not the terminal.
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            with (
+                MODEL_LOADS,
+                contextlib.redirect_stdout(printed),
+                contextlib.redirect_stderr(printed),
+            ):
                 llama = llama_cpp.Llama(**kwargs)
         except ValueError as error:  # what Llama raises when the model or context fails
             raise ModelLoadError(path, _failure(plan, str(error), lines, str(path))) from error

@@ -16,7 +16,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from engine.llamacpp.binding import load_llama_cpp
+from engine.llamacpp.binding import MODEL_LOADS, load_llama_cpp
 from engine.llamacpp.log import LOG, explain
 from engine.llm_errors import ModelLoadError
 from models.types import ModelProfile
@@ -79,7 +79,11 @@ def load_vocabulary(path: Path) -> Any:
         try:
             # verbose=True for the same reason as for the full model (params.llama_kwargs):
             # False would point the process's stdout at /dev/null while the file loads.
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            with (
+                MODEL_LOADS,
+                contextlib.redirect_stdout(printed),
+                contextlib.redirect_stderr(printed),
+            ):
                 vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=True)
         except ValueError as error:
             detail = explain(lines)
