@@ -61,7 +61,7 @@ STAGE_LABELS = {
     PrepStage.INDEX: "Building the search index",
     PrepStage.MODEL: "Loading the model",
     PrepStage.PREFILL: "Reading the document",
-    PrepStage.BEACONS: "Summarizing the book, part by part (once)",
+    PrepStage.BEACONS: "Summarizing the book (once)",
 }
 
 
@@ -153,7 +153,8 @@ class ChatScreen(Screen[None]):
             with Vertical(id="conversation"):
                 yield ChatLog(id="log")
                 yield Static("↓ new text below (ctrl+↓)", id="new-below")
-                with Horizontal(id="progress"):
+                # The label above the bar: at 80 columns, side by side, a label had ~18.
+                with Vertical(id="progress"):
                     yield Label("", id="progress-label")
                     yield ProgressBar(id="progress-bar", show_eta=False)
                 yield Input(placeholder="Ask about this document…", id="question")

@@ -181,7 +181,7 @@ def test_a_beacon_build_counts_windows_and_minutes_left() -> None:
     clock = PrepClock()
     clock.describe(Preparing(PrepStage.BEACONS, 0, 40, "windows"), now=0.0)
     text = clock.describe(Preparing(PrepStage.BEACONS, 2, 40, "windows"), now=30.0)
-    assert text.startswith("Summarizing the book")
+    assert text.startswith("Summarizing the book (once)")
     assert "2 / 40 windows" in text and "about 10 min left" in text  # 38 windows at 15 s
 
 
