@@ -4,10 +4,13 @@ for sentence-transformers. The library (SQLite), the planner and the GGUF profil
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import engine.llamacpp
 from engine.assistant import Assistant
 from engine.config import load_settings
 from engine.errors import EngineError
@@ -179,3 +182,31 @@ def test_an_index_built_with_another_embedder_is_reported_and_rebuilt(
         steps = list(other.prepare_indexes(ids))
         assert steps and steps[0].reason and "embedder" in steps[0].reason
         assert list(other.prepare_indexes(ids)) == []  # now current: nothing to do
+
+
+def test_workers_asking_at_once_share_one_runtime(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[object] = []
+
+    class SlowRuntime(FakeRuntime):
+        def __init__(self) -> None:
+            time.sleep(0.05)  # widen the window two workers could both see "none yet" in
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(engine.llamacpp, "LlamaCppRuntime", SlowRuntime)
+    assistant = Assistant(load_settings(environ={"LONGREAD_HOME": str(isolated_home)}))
+    start = threading.Barrier(6)
+    seen: list[object] = []
+
+    def ask_for_runtime() -> None:
+        start.wait()
+        seen.append(assistant.runtime)
+
+    workers = [threading.Thread(target=ask_for_runtime) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(made) == 1 and all(runtime is made[0] for runtime in seen)

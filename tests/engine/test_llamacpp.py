@@ -969,3 +969,35 @@ def _cache_agrees_with_llama(llm: LlamaCppLLM) -> bool:
     llama = llm._llama
     memory = llama_cpp.llama_get_memory(llama.ctx)
     return bool(llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1 == llama.n_tokens)
+
+
+def test_vocabularies_load_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads loading a vocabulary at once crashed llama.cpp: loads take turns."""
+    import types
+
+    from engine.llamacpp import vocab
+
+    model_file = tmp_path / "m.gguf"
+    model_file.write_bytes(b"GGUF")
+    inside = 0
+    most_inside = 0
+    guard = threading.Lock()
+
+    class SlowLlama:
+        def __init__(self, **kwargs: object) -> None:
+            nonlocal inside, most_inside
+            with guard:
+                inside += 1
+                most_inside = max(most_inside, inside)
+            time.sleep(0.05)
+            with guard:
+                inside -= 1
+
+    fake_binding = types.SimpleNamespace(Llama=SlowLlama)
+    monkeypatch.setattr(vocab, "load_llama_cpp", lambda: fake_binding)
+    workers = [threading.Thread(target=vocab.load_vocabulary, args=(model_file,)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert most_inside == 1
