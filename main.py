@@ -638,12 +638,15 @@ def ask(
             cancel=cancel,
         )
         try:
-            _show_answer_events(events, as_json)
-        except KeyboardInterrupt:
-            cancel.set()
+            with _ctrl_c_sets(cancel):  # the answer, or a beacon build, stops within a moment
+                _show_answer_events(events, as_json)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
             events.close()
             err.print("\n[yellow]cancelled[/yellow]")
             raise typer.Exit(130) from None
+        if cancel.is_set():
+            err.print("\n[yellow]cancelled[/yellow]")
+            raise typer.Exit(130)
 
 
 def _show_answer_events(events: Iterator[AnswerEvent], as_json: bool) -> None:

@@ -239,3 +239,29 @@ def test_summarize_help_mentions_rebuild() -> None:
     assert result.exit_code == 0, result.output
     assert "--rebuild" in result.output
     assert "resumes" in result.output
+
+
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_ctrl_c_while_a_question_builds_beacons_keeps_them_and_exits_130(
+    book: tuple[Path, str],
+) -> None:
+    home, document_id = book
+    before = _stored_beacons(home)
+    # Other settings mean other beacons: this question must build its own on first need.
+    environment = _environment(home) | {"LONGREAD_BEACONS_MAX_BEACON_TOKENS": "24"}
+    command = ["ask", document_id, "Summarize it.", "--mode", "beacons"]
+    asking = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "main.py"), *command],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_until(asking, lambda: _stored_beacons(home) > before, "a beacon of the new set")
+    asking.send_signal(signal.SIGINT)
+    _, stderr = asking.communicate(timeout=120)
+    assert asking.returncode == 130, stderr
+    assert "cancelled" in stderr
+    assert _stored_beacons(home) > before, "the beacons written before Ctrl-C are kept"
