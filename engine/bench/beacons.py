@@ -52,11 +52,10 @@ from engine.llm import (
     StreamEvent,
     drain,
 )
-from engine.prompts import beacon_writer_messages, render_beacon
 from engine.strategies.beacon_build import (
     BEACON_REPEAT_PENALTY,
-    WORDS_PER_TOKEN,
     recent_beacons,
+    writer_messages,
 )
 from engine.types import Backend, ContextPlan
 from ingest.types import StoredBeacon
@@ -294,22 +293,16 @@ def _plain_prefill(
     llm: LLM, text: str, layout: BeaconLayout, beacons: Sequence[StoredBeacon]
 ) -> tuple[float, int, int]:
     """Prefill each window's first-pass prompt as the build wrote it, one token out:
-    (seconds, prompt tokens, evaluated tokens). The prompts are rebuilt the way
-    engine/strategies/beacon_build.py `_write` builds them; the earlier beacons in view are
+    (seconds, prompt tokens, evaluated tokens). The prompts come from the build's own
+    `writer_messages`; the earlier beacons in view are
     the stored ones, the very beacons the build had written by then. One after another, as
     in the build, so the KV cache reuses the same shared openings (the instructions) as
     it did there."""
     seconds = 0.0
     prompt_tokens = evaluated_tokens = 0
-    words = max(8, int(layout.choice.beacon_tokens * WORDS_PER_TOKEN))
     for index, window in enumerate(layout.windows):
         recent = recent_beacons(beacons[:index], layout.recent_tokens)
-        messages = beacon_writer_messages(
-            [render_beacon(beacon.location, beacon.text) for beacon in recent],
-            window.location,
-            text[window.start : window.end],
-            words,
-        )
+        messages = writer_messages(layout, window, text[window.start : window.end], recent)
         stream = llm.stream_chat(messages, max_tokens=1, repeat_penalty=BEACON_REPEAT_PENALTY)
         stats = drain(stream).stats
         # The prefill alone: the one token generated afterwards is not reading.

@@ -26,7 +26,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from engine.beacon_plan import LABEL_TOKENS, BeaconLayout, Window
-from engine.llm import LLM, FinishReason, StreamEvent, drain
+from engine.llm import LLM, ChatMessage, FinishReason, StreamEvent, drain
 from engine.prompts import beacon_writer_messages, render_beacon
 from ingest.types import StoredBeacon
 from retrieval.text_tokens import tokenize
@@ -189,6 +189,19 @@ def copied_from_story(summary: str, window_text: str, story: str) -> bool:
     return len(only_in_story) > len(in_window)
 
 
+def writer_messages(
+    layout: BeaconLayout, window: Window, window_text: str, recent: Sequence[StoredBeacon]
+) -> list[ChatMessage]:
+    """The prompt that writes one window's beacon, the `recent` beacons in view (the
+    benchmark prefills the very same prompts)."""
+    return beacon_writer_messages(
+        [render_beacon(b.location, b.text) for b in recent],
+        window.location,
+        window_text,
+        max(8, int(layout.choice.beacon_tokens * WORDS_PER_TOKEN)),
+    )
+
+
 def _write(
     llm: LLM,
     layout: BeaconLayout,
@@ -198,14 +211,8 @@ def _write(
     cancel: threading.Event | None,
 ) -> Iterator[StreamEvent]:
     """The model's stream writing one window's beacon, the `recent` beacons in view."""
-    messages = beacon_writer_messages(
-        [render_beacon(b.location, b.text) for b in recent],
-        window.location,
-        window_text,
-        max(8, int(layout.choice.beacon_tokens * WORDS_PER_TOKEN)),
-    )
     return llm.stream_chat(
-        messages,
+        writer_messages(layout, window, window_text, recent),
         max_tokens=layout.choice.beacon_tokens,
         cancel=cancel,
         repeat_penalty=BEACON_REPEAT_PENALTY,
