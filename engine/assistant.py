@@ -18,7 +18,6 @@ prints nothing: it returns data and yields events, each slow step with progress.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -271,10 +270,10 @@ class Assistant:
         return [read_document_status(self.library, home, i, saved) for i in document_ids]
 
     def _remove_index(self, document_id: str) -> None:
-        # Deleting the folder needs no embedder: avoid loading one just to remove files.
-        from retrieval.index_store import INDEXES_DIR_NAME
+        # Deleting the files needs no embedder: avoid loading one just to remove them.
+        from retrieval.index_store import remove_index
 
-        shutil.rmtree(self.settings.home / INDEXES_DIR_NAME / document_id, ignore_errors=True)
+        remove_index(self.settings.home, document_id)
 
     # -- search ------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """Per-document search indexes as folders of plain files, with a manifest that guards them.
 
 `<home>/indexes/<doc_id>/` holds `manifest.json` (format version, encoder id, dimension,
-chunk settings, chunk count and a digest of the chunks' content hashes), `terms.json` (each
-chunk's BM25 terms, space-joined), `vectors.npy` (float32 rows: one per chunk, or one per
-window under MAX pooling) and `vector_chunks.npy` (the chunk each row belongs to), both
-loaded with allow_pickle=False. Nothing is pickled: an index can be inspected, never runs code.
+chunk settings, chunk count, a digest of the chunks' content hashes, and each data file's size
+and sha256), `terms.json` (each chunk's BM25 terms, space-joined), `vectors.npy` (float32 rows:
+one per chunk, or one per window under MAX pooling) and `vector_chunks.npy` (the chunk each row
+belongs to), both loaded with allow_pickle=False. Nothing is pickled: an index can be
+inspected, never runs code. index_files.py writes and reads these files.
 
-An index whose manifest differs from today's settings, or whose files are damaged, is never
-used: `load` raises `StaleIndexError` with the reason, and `ensure` reports that reason in its
-first progress event and rebuilds. A build writes into a temporary folder and renames it into
-place, so a kill mid-build leaves the old index or none, never half of one. Embeddings come
+An index whose manifest differs from today's settings, or whose files are damaged or do not
+match their checksums, is never used: `load` raises `StaleIndexError` with the reason, and
+`ensure` reports that reason in its first progress event and rebuilds. A build writes into a
+temporary folder and renames it into place, so a kill mid-build leaves the old index or none,
+never half of one; `remove` deletes a document's index with any such leftovers. Embeddings come
 from the shared `EmbeddingCache`, so only chunks never seen before are embedded.
 
 It does not search (hybrid.py does) and does not chunk (the library's chunks are the input).
@@ -18,19 +20,15 @@ It does not search (hybrid.py does) and does not chunk (the library's chunks are
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
 import re
 import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,22 +38,28 @@ from ingest.library import Library
 from ingest.types import Chunk
 from retrieval.embedding_cache import CACHE_FILE_NAME, EmbeddingCache
 from retrieval.errors import RetrievalError, StaleIndexError
+from retrieval.index_files import FORMAT_VERSION as FORMAT_VERSION
+from retrieval.index_files import MANIFEST_NAME as MANIFEST_NAME
+from retrieval.index_files import (
+    encode_files,
+    file_records,
+    manifest_bytes,
+    read_index_files,
+    read_manifest,
+    write_file,
+)
 from retrieval.text_tokens import tokenize
-from retrieval.types import IndexManifest, IndexProgress
+from retrieval.types import IndexFile, IndexManifest, IndexProgress
 from retrieval.windows import ChunkEncoder
 
-# Bump when the files' layout or what text_tokens.tokenize returns changes: old indexes
-# then read as stale and are rebuilt (their embeddings still come from the cache).
-FORMAT_VERSION = 1
 INDEXES_DIR_NAME = "indexes"
-MANIFEST_NAME = "manifest.json"
-TERMS_NAME = "terms.json"
-VECTORS_NAME = "vectors.npy"
-VECTOR_CHUNKS_NAME = "vector_chunks.npy"
 # Chunks embedded per call: big enough to batch well, small enough for lively progress.
 DEFAULT_BATCH_CHUNKS = 16
 # Leftover temporary folders older than this are from a killed build, not a running one.
 _LEFTOVER_AGE_SECONDS = 3600
+_LEFTOVER_PREFIXES = (".building-", ".retired-")
+# The token a build appends to its temporary folders' names: hex, so never a "-".
+_LEFTOVER_TOKEN = re.compile(r"[0-9a-f]+")
 _DOCUMENT_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
 
 
@@ -101,13 +105,13 @@ class IndexStore:
             raise StaleIndexError(document_id, "it has not been built yet")
         chunks = library.chunks(document_id)
         expected = self._expected_manifest(library, document_id, chunks)
-        manifest = _read_manifest(document_id, folder / MANIFEST_NAME)
+        manifest = read_manifest(document_id, folder / MANIFEST_NAME)
         reason = _mismatch(manifest, expected)
         if reason:
             raise StaleIndexError(document_id, reason)
-        terms = _read_terms(document_id, folder / TERMS_NAME, len(chunks))
-        vectors = _read_vectors(document_id, folder / VECTORS_NAME, expected.dimension)
-        owners = _read_vector_chunks(document_id, folder / VECTOR_CHUNKS_NAME, vectors, len(chunks))
+        terms, vectors, owners = read_index_files(
+            document_id, folder, manifest, len(chunks), expected.dimension
+        )
         return DocumentIndex(document_id, manifest, tuple(chunks), terms, vectors, owners)
 
     def stale_reason(self, library: Library, document_id: str) -> str | None:
@@ -147,17 +151,17 @@ class IndexStore:
                 " remove the document and add it again"
             )
         vectors, owners = yield from self._embed(document_id, chunks, hashes, reason)
-        manifest = self._expected_manifest(library, document_id, chunks, hashes)
-        self._write(target, manifest, [tokenize(c.text) for c in chunks], vectors, owners)
+        files = encode_files([tokenize(c.text) for c in chunks], vectors, owners)
+        manifest = self._expected_manifest(
+            library, document_id, chunks, hashes, files=file_records(files)
+        )
+        self._write(target, manifest, files)
         return manifest
 
     def remove(self, document_id: str) -> bool:
-        """Delete the document's index (and any leftovers of killed builds); True if one existed."""
-        target = self.folder(document_id)
-        existed = target.exists()
-        shutil.rmtree(target, ignore_errors=True)
-        self._remove_leftovers(document_id, min_age_seconds=0)
-        return existed
+        """Delete the document's index and any leftovers of its builds; True if it had one."""
+        self.folder(document_id)  # refuses what is not a document id
+        return remove_index(self.root.parent, document_id)
 
     def _embed(
         self, document_id: str, chunks: Sequence[Chunk], hashes: Sequence[str], reason: str | None
@@ -192,6 +196,7 @@ class IndexStore:
         document_id: str,
         chunks: Sequence[Chunk],
         hashes: Sequence[str] | None = None,
+        files: tuple[IndexFile, ...] = (),
     ) -> IndexManifest:
         settings = library.chunk_settings(document_id)
         hashes = library.chunk_hashes(document_id) if hashes is None else hashes
@@ -204,31 +209,22 @@ class IndexStore:
             chunk_count=len(chunks),
             chunks_digest=hashlib.sha256("\n".join(hashes).encode()).hexdigest(),
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            files=files,
         )
 
-    def _write(
-        self,
-        target: Path,
-        manifest: IndexManifest,
-        terms: Sequence[Sequence[str]],
-        vectors: NDArray[np.float32],
-        owners: NDArray[np.int64],
-    ) -> None:
+    def _write(self, target: Path, manifest: IndexManifest, files: Mapping[str, bytes]) -> None:
         """Write a complete folder beside `target`, then swap it in with renames."""
         document_id = target.name
-        self._remove_leftovers(document_id, min_age_seconds=_LEFTOVER_AGE_SECONDS)
+        _remove_leftovers(self.root, document_id, older_than=_LEFTOVER_AGE_SECONDS)
         token = uuid.uuid4().hex[:12]
-        building = self.root / f".building-{document_id}-{token}"
+        building = self.root / f"{_LEFTOVER_PREFIXES[0]}{document_id}-{token}"
         building.mkdir(parents=True)
-        retired = self.root / f".retired-{document_id}-{token}"
+        retired = self.root / f"{_LEFTOVER_PREFIXES[1]}{document_id}-{token}"
         try:
-            _write_file(building / VECTORS_NAME, _npy(vectors))
-            _write_file(building / VECTOR_CHUNKS_NAME, _npy(owners))
-            terms_json = {"terms": [" ".join(t) for t in terms]}
-            _write_file(building / TERMS_NAME, json.dumps(terms_json).encode())
+            for name, data in files.items():
+                write_file(building / name, data)
             # The manifest goes last: a folder with a manifest has everything else.
-            manifest_json = json.dumps(asdict(manifest), indent=2)
-            _write_file(building / MANIFEST_NAME, manifest_json.encode())
+            write_file(building / MANIFEST_NAME, manifest_bytes(manifest))
             if target.exists():
                 target.rename(retired)
             building.rename(target)
@@ -236,14 +232,57 @@ class IndexStore:
             shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
 
-    def _remove_leftovers(self, document_id: str, min_age_seconds: float) -> None:
-        if not self.root.is_dir():
-            return
-        now = time.time()
-        for prefix in (".building-", ".retired-"):
-            for leftover in self.root.glob(f"{prefix}{document_id}-*"):
-                if now - leftover.stat().st_mtime >= min_age_seconds:
-                    shutil.rmtree(leftover, ignore_errors=True)
+
+def remove_index(home: Path, document_id: str) -> bool:
+    """Delete a document's index folder and the temporary folders of its builds, whatever
+    their age (a build killed a minute ago leaves them too); True if it had an index.
+
+    Needs no embedder, so removing a document from the library does not load one.
+    """
+    root = home / INDEXES_DIR_NAME
+    if not _DOCUMENT_ID.fullmatch(document_id):
+        return False  # not a document id: it names no folder of ours
+    target = root / document_id
+    existed = target.exists() or target.is_symlink()
+    if target.is_symlink():  # rmtree refuses links; drop the link, never what it points to
+        target.unlink()
+    shutil.rmtree(target, ignore_errors=True)
+    _remove_leftovers(root, document_id, older_than=None)
+    return existed
+
+
+def _remove_leftovers(root: Path, document_id: str, older_than: float | None) -> None:
+    """Delete `document_id`'s temporary build folders, those older than `older_than` seconds
+    only when it is given (a younger one may belong to a build still running)."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for leftover in root.iterdir():
+        if _leftover_owner(leftover.name) != document_id:
+            continue
+        try:
+            if older_than is not None and now - leftover.lstat().st_mtime < older_than:
+                continue
+        except OSError:
+            continue  # gone already (another process cleared it)
+        if leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _leftover_owner(name: str) -> str | None:
+    """The document id in a temporary build folder's name, or None if it is not one.
+
+    Matched exactly, not by prefix: ids may hold "-", and document "a"'s leftovers must not
+    take those of document "a-b" with them.
+    """
+    for prefix in _LEFTOVER_PREFIXES:
+        if name.startswith(prefix):
+            owner, _, token = name[len(prefix) :].rpartition("-")
+            if _DOCUMENT_ID.fullmatch(owner) and _LEFTOVER_TOKEN.fullmatch(token):
+                return owner
+    return None
 
 
 def _require(library: Library, document_id: str) -> None:
@@ -253,26 +292,9 @@ def _require(library: Library, document_id: str) -> None:
         )
 
 
-def _npy(array: NDArray[Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())  # so a power cut after the rename cannot leave empty files
-
-
 def _mismatch(found: IndexManifest, expected: IndexManifest) -> str | None:
-    """The first difference that makes an index unusable, said for a person; None if none."""
-    if found.format_version != expected.format_version:
-        return (
-            f"it was written in index format {found.format_version}, and this longread"
-            f" uses format {expected.format_version}"
-        )
+    """The first difference that makes an index unusable, said for a person; None if none.
+    (`read_manifest` already refused another index format.)"""
     if found.embedder_id != expected.embedder_id:
         return (
             f"it was built with embedder {found.embedder_id}, and the embedder is now"
@@ -299,70 +321,3 @@ def _mismatch(found: IndexManifest, expected: IndexManifest) -> str | None:
     if found.chunks_digest != expected.chunks_digest:
         return "the document's chunks have changed since it was built"
     return None
-
-
-def _read_manifest(document_id: str, path: Path) -> IndexManifest:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        values = {f.name: raw[f.name] for f in fields(IndexManifest)}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StaleIndexError(document_id, f"its manifest is damaged ({error})") from error
-    for f in fields(IndexManifest):
-        wanted = int if f.type in ("int", int) else str
-        if type(values[f.name]) is not wanted:
-            raise StaleIndexError(
-                document_id, f"its manifest is damaged ({f.name} is not {f.type})"
-            )
-    return IndexManifest(**values)
-
-
-def _read_terms(document_id: str, path: Path, count: int) -> tuple[tuple[str, ...], ...]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))["terms"]
-        if not isinstance(raw, list) or len(raw) != count:
-            raise ValueError(f"expected {count} entries")
-        return tuple(tuple(str(line).split()) for line in raw)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StaleIndexError(document_id, f"its BM25 terms file is damaged ({error})") from error
-
-
-def _read_vectors(document_id: str, path: Path, dimension: int) -> NDArray[np.float32]:
-    array = _read_npy(document_id, path, "vectors")
-    if array.dtype != np.float32 or array.ndim != 2 or array.shape[1] != dimension:
-        raise StaleIndexError(
-            document_id,
-            f"its vectors file is damaged (shape {array.shape} {array.dtype},"
-            f" expected rows of {dimension} float32)",
-        )
-    if not np.isfinite(array).all():
-        raise StaleIndexError(document_id, "its vectors file is damaged (non-finite values)")
-    vectors: NDArray[np.float32] = array
-    return vectors
-
-
-def _read_vector_chunks(
-    document_id: str, path: Path, vectors: NDArray[np.float32], chunk_count: int
-) -> NDArray[np.int64]:
-    array = _read_npy(document_id, path, "vector chunks")
-    valid = (
-        array.dtype.kind == "i"
-        and array.shape == (vectors.shape[0],)
-        and bool(np.all(np.diff(array) >= 0))
-        and np.array_equal(np.unique(array), np.arange(chunk_count))
-    )
-    if not valid:
-        raise StaleIndexError(
-            document_id,
-            f"its vector chunks file is damaged (it does not give each of the {chunk_count}"
-            f" chunks its rows of the {vectors.shape[0]} vectors)",
-        )
-    owners: NDArray[np.int64] = array.astype(np.int64)
-    return owners
-
-
-def _read_npy(document_id: str, path: Path, what: str) -> NDArray[Any]:
-    try:
-        array: NDArray[Any] = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise StaleIndexError(document_id, f"its {what} file is damaged ({error})") from error
-    return array

@@ -1,4 +1,5 @@
-"""Domain types of retrieval: search modes, hits, index manifests and indexing progress.
+"""Domain types of retrieval: search modes, hits, index manifests (with their files' checksums)
+and indexing progress.
 
 All are frozen dataclasses or StrEnums; nothing here does I/O or scoring.
 """
@@ -46,12 +47,24 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class IndexFile:
+    """One data file of an index as it was written. A file whose size or sha256 differs on
+    load (rows swapped, entries reordered, cut short) is never used: the index is stale."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class IndexManifest:
     """What a document's index was built with; any difference from today's settings makes it stale.
 
     `embedder_id` is the ChunkEncoder's id: the model (name@hash of its files) and how chunks
     are windowed and pooled, since both decide the vectors. `chunks_digest` is a hash over the
     chunks' content hashes, so re-chunked text with the same chunk count is still noticed.
+    `files` records each data file as written; it is empty in the manifest a load expects,
+    which describes today's settings only.
     """
 
     format_version: int
@@ -62,6 +75,7 @@ class IndexManifest:
     chunk_count: int
     chunks_digest: str
     built_at: str
+    files: tuple[IndexFile, ...]
 
 
 @dataclass(frozen=True)

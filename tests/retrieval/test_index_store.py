@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,10 @@ from ingest.library import Library
 from ingest.types import ChunkSettings
 from retrieval import index_store
 from retrieval.errors import RetrievalError, StaleIndexError
-from retrieval.index_store import FORMAT_VERSION, IndexStore
-from retrieval.types import IndexProgress
+from retrieval.hybrid import Searcher
+from retrieval.index_files import write_file
+from retrieval.index_store import FORMAT_VERSION, IndexStore, remove_index
+from retrieval.types import IndexProgress, SearchMode
 from retrieval.windows import ChunkEncoder
 from tests.fakes import FakeEmbedder
 from tests.retrieval.conftest import AddDocument
@@ -41,6 +46,27 @@ def ensure(store: IndexStore, library: Library, doc_id: str) -> list[IndexProgre
     return list(store.ensure(library, doc_id))
 
 
+def reseal(folder: Path) -> None:
+    """Record the data files' present sizes and sha256s in the manifest, as a build would:
+    damage behind a matching checksum, which only the parsers' own checks can catch."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = [
+        {
+            "name": record["name"],
+            "size": (folder / record["name"]).stat().st_size,
+            "sha256": hashlib.sha256((folder / record["name"]).read_bytes()).hexdigest(),
+        }
+        for record in manifest["files"]
+    ]
+    path.write_text(json.dumps(manifest))
+
+
+def top_ordinal(store: IndexStore, library: Library, doc_id: str, query: str, mode: str) -> int:
+    """The chunk a fresh searcher ranks first (nothing held over from an earlier load)."""
+    return Searcher(library, store).search(query, 1, SearchMode(mode), [doc_id])[0].ordinal
+
+
 def test_an_index_is_a_folder_of_plain_files(store: IndexStore, library: Library, doc: str) -> None:
     events = run(store, library, doc)
     folder = store.folder(doc)
@@ -52,6 +78,14 @@ def test_an_index_is_a_folder_of_plain_files(store: IndexStore, library: Library
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION
+    assert {(f["name"], f["size"]) for f in manifest["files"]} == {
+        (name, (folder / name).stat().st_size)
+        for name in ("terms.json", "vectors.npy", "vector_chunks.npy")
+    }
+    for record in manifest["files"]:
+        assert (
+            record["sha256"] == hashlib.sha256((folder / record["name"]).read_bytes()).hexdigest()
+        )
     assert manifest["embedder_id"] == store.encoder.id
     assert manifest["dimension"] == store.encoder.dimension
     assert (manifest["chunk_max_tokens"], manifest["chunk_overlap"]) == (64, 8)
@@ -148,28 +182,173 @@ def test_chunk_settings_come_from_the_library(
 
 
 @pytest.mark.parametrize(
-    ("name", "damage", "reason"),
+    "damage",
     [
-        ("manifest.json", b"{not json", "manifest is damaged"),
-        ("manifest.json", b'{"format_version": 1}', "manifest is damaged"),
-        ("manifest.json", b'{"format_version": "1", "embedder_id": 2}', "manifest is damaged"),
-        ("terms.json", b'{"terms": ["one"]}', "terms file is damaged"),
-        ("terms.json", b"", "terms file is damaged"),
-        ("vectors.npy", b"\x93NUMPY garbage", "vectors file is damaged"),
-        ("vectors.npy", b"", "vectors file is damaged"),
-        ("vector_chunks.npy", b"", "vector chunks file is damaged"),
+        b"{not json",
+        b'{"format_version": %d}' % FORMAT_VERSION,
+        b'{"format_version": "1", "embedder_id": 2}',
+        b"[]",
+        b" " * 70_000 + b"{}",  # far bigger than any manifest: not read whole
     ],
 )
-def test_damaged_files_are_reported_and_rebuilt(
+def test_a_damaged_manifest_is_reported_and_rebuilt(
+    store: IndexStore, library: Library, doc: str, damage: bytes
+) -> None:
+    run(store, library, doc)
+    (store.folder(doc) / "manifest.json").write_bytes(damage)
+    with pytest.raises(StaleIndexError, match="manifest is damaged"):
+        store.load(library, doc)
+    events = ensure(store, library, doc)
+    assert "manifest is damaged" in (events[0].reason or "")
+    assert store.stale_reason(library, doc) is None
+
+
+SpoilRecords = Callable[[list[dict[str, object]]], object]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda files: files[:2], id="a-file-unrecorded"),
+        pytest.param(lambda files: [*files, files[0]], id="a-file-twice"),
+        pytest.param(
+            lambda files: [{**files[0], "name": "../manifest.json"}, *files[1:]], id="path"
+        ),
+        pytest.param(lambda files: [{**files[0], "size": -1}, *files[1:]], id="negative-size"),
+        pytest.param(lambda files: [{**files[0], "size": True}, *files[1:]], id="true-size"),
+        pytest.param(lambda files: [{**files[0], "sha256": "abc"}, *files[1:]], id="short-sha"),
+        pytest.param(lambda files: [{**files[0], "extra": 1}, *files[1:]], id="extra-key"),
+        pytest.param(lambda files: {"terms.json": files[0]}, id="not-a-list"),
+    ],
+)
+def test_file_records_that_are_not_one_per_data_file_are_damage(
+    store: IndexStore, library: Library, doc: str, spoil: SpoilRecords
+) -> None:
+    run(store, library, doc)
+    path = store.folder(doc) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = spoil(manifest["files"])
+    path.write_text(json.dumps(manifest))
+    reason = store.stale_reason(library, doc) or ""
+    assert "manifest is damaged" in reason and "sha256 of each of" in reason
+
+
+DATA_DAMAGE = [
+    ("terms.json", b'{"terms": ["one"]}', "terms file is damaged"),
+    ("terms.json", b'{"terms": [1, 2, 3, 4, 5]}', "terms file is damaged"),
+    ("terms.json", b"", "terms file is damaged"),
+    ("vectors.npy", b"\x93NUMPY garbage", "vectors file is damaged"),
+    ("vectors.npy", b"", "vectors file is damaged"),
+    ("vectors.npy", b"PK\x05\x06" + bytes(18), "vectors file is damaged"),  # an empty .npz
+    ("vector_chunks.npy", b"", "vector chunks file is damaged"),
+]
+
+
+@pytest.mark.parametrize(("name", "damage", "reason"), DATA_DAMAGE)
+def test_a_changed_data_file_fails_its_checksum_and_is_rebuilt(
     store: IndexStore, library: Library, doc: str, name: str, damage: bytes, reason: str
 ) -> None:
     run(store, library, doc)
     (store.folder(doc) / name).write_bytes(damage)
+    with pytest.raises(StaleIndexError, match=f"{name} does not match its checksum"):
+        store.load(library, doc)
+    events = ensure(store, library, doc)
+    assert f"{name} does not match its checksum" in (events[0].reason or "")
+    assert store.load(library, doc).vectors.shape == (len(TEXTS), store.encoder.dimension)
+
+
+@pytest.mark.parametrize(("name", "damage", "reason"), DATA_DAMAGE)
+def test_damage_behind_a_matching_checksum_is_still_caught(
+    store: IndexStore, library: Library, doc: str, name: str, damage: bytes, reason: str
+) -> None:
+    run(store, library, doc)
+    (store.folder(doc) / name).write_bytes(damage)
+    reseal(store.folder(doc))
     with pytest.raises(StaleIndexError, match=reason):
         store.load(library, doc)
     events = ensure(store, library, doc)
     assert reason in (events[0].reason or "")
-    assert store.load(library, doc).vectors.shape == (len(TEXTS), store.encoder.dimension)
+    assert store.stale_reason(library, doc) is None
+
+
+def swap_vector_rows(folder: Path) -> None:
+    vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+    vectors[[0, 3]] = vectors[[3, 0]]
+    np.save(folder / "vectors.npy", vectors, allow_pickle=False)  # same shape, dtype and size
+
+
+def swap_terms(folder: Path) -> None:
+    terms = json.loads((folder / "terms.json").read_text())["terms"]
+    terms[0], terms[3] = terms[3], terms[0]
+    (folder / "terms.json").write_text(json.dumps({"terms": terms}))  # same size
+
+
+# A query only chunk 0 answers, by words (BM25) and by the fake embedder's bag of words.
+SWAPS = [
+    pytest.param("vectors.npy", swap_vector_rows, "dense", id="vector-rows"),
+    pytest.param("terms.json", swap_terms, "bm25", id="terms-entries"),
+]
+
+
+@pytest.mark.parametrize(("name", "swap", "mode"), SWAPS)
+def test_swapped_rows_would_rank_the_wrong_passage(
+    store: IndexStore,
+    library: Library,
+    doc: str,
+    name: str,
+    swap: Callable[[Path], None],
+    mode: str,
+) -> None:
+    """Why checksums: a swap leaves every file valid, so only they can tell."""
+    run(store, library, doc)
+    assert top_ordinal(store, library, doc, "clerk Christmas Day off", mode) == 0
+    size = (store.folder(doc) / name).stat().st_size
+    swap(store.folder(doc))
+    assert (store.folder(doc) / name).stat().st_size == size
+    reseal(store.folder(doc))
+    assert top_ordinal(store, library, doc, "clerk Christmas Day off", mode) == 3
+
+
+@pytest.mark.parametrize(("name", "swap", "mode"), SWAPS)
+def test_swapped_rows_fail_the_checksum_and_are_rebuilt(
+    store: IndexStore,
+    library: Library,
+    doc: str,
+    name: str,
+    swap: Callable[[Path], None],
+    mode: str,
+) -> None:
+    run(store, library, doc)
+    swap(store.folder(doc))
+    with pytest.raises(StaleIndexError, match=f"{name} does not match its checksum") as raised:
+        store.load(library, doc)
+    assert "content changed after the index was built" in raised.value.reason
+    with pytest.raises(StaleIndexError, match=f"{name} does not match its checksum"):
+        top_ordinal(store, library, doc, "clerk Christmas Day off", mode)
+    searcher = Searcher(library, store)
+    events = list(searcher.prepare([doc]))
+    assert events[0].reason == raised.value.reason
+    assert searcher.search("clerk Christmas Day off", 1, SearchMode(mode), [doc])[0].ordinal == 0
+    assert store.stale_reason(library, doc) is None
+
+
+def test_an_index_of_the_old_format_is_stale_and_rebuilt(
+    store: IndexStore, library: Library, doc: str
+) -> None:
+    run(store, library, doc)
+    path = store.folder(doc) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["files"]  # as format 1 wrote it: no checksums
+    manifest["format_version"] = 1
+    path.write_text(json.dumps(manifest))
+    reason = f"it was written in index format 1, and this longread uses format {FORMAT_VERSION}"
+    assert FORMAT_VERSION > 1
+    assert store.stale_reason(library, doc) == reason
+    events = ensure(store, library, doc)
+    assert events[0].reason == reason
+    assert events[0].cached == len(TEXTS)  # rebuilt from the embedding cache
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    assert store.stale_reason(library, doc) is None
 
 
 @pytest.mark.parametrize(
@@ -187,6 +366,7 @@ def test_vectors_of_the_wrong_shape_or_kind_are_damage(
 ) -> None:
     run(store, library, doc)
     np.save(store.folder(doc) / "vectors.npy", vectors, allow_pickle=True)
+    reseal(store.folder(doc))
     with pytest.raises(StaleIndexError, match=r"vector(s| chunks) file is damaged"):
         store.load(library, doc)
 
@@ -206,6 +386,7 @@ def test_rows_must_map_onto_every_chunk(
 ) -> None:
     run(store, library, doc)
     np.save(store.folder(doc) / "vector_chunks.npy", owners)
+    reseal(store.folder(doc))
     with pytest.raises(StaleIndexError, match="vector chunks file is damaged"):
         store.load(library, doc)
 
@@ -232,14 +413,14 @@ def test_a_build_that_dies_while_writing_leaves_the_old_index(
 ) -> None:
     run(store, library, doc)
     before = {p.name: p.read_bytes() for p in store.folder(doc).iterdir()}
-    real_write = index_store._write_file
+    real_write = write_file
 
     def dies_at_the_manifest(path: Path, data: bytes) -> None:
         if path.name == "manifest.json":
             raise KeyboardInterrupt  # as if killed half-way through the folder
         real_write(path, data)
 
-    monkeypatch.setattr(index_store, "_write_file", dies_at_the_manifest)
+    monkeypatch.setattr(index_store, "write_file", dies_at_the_manifest)
     with pytest.raises(KeyboardInterrupt):
         run(store, library, doc)
     assert {p.name: p.read_bytes() for p in store.folder(doc).iterdir()} == before
@@ -280,6 +461,67 @@ def test_remove(store: IndexStore, library: Library, doc: str) -> None:
     assert store.remove(doc) is False
 
 
+def leave_killed_builds(store: IndexStore, library: Library, doc_id: str) -> None:
+    """Leave what builds killed outright leave (no `finally` runs): a `.retired-` folder (killed
+    after swapping a rebuilt index in) and a `.building-` one (killed while writing)."""
+    patch = pytest.MonkeyPatch()
+    try:
+        patch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)
+        run(store, library, doc_id)
+        run(store, library, doc_id)  # over the first: the old folder is retired, not deleted
+        real_write = write_file
+
+        def killed_at_the_manifest(path: Path, data: bytes) -> None:
+            if path.name == "manifest.json":
+                raise KeyboardInterrupt
+            real_write(path, data)
+
+        patch.setattr(index_store, "write_file", killed_at_the_manifest)
+        with pytest.raises(KeyboardInterrupt):
+            run(store, library, doc_id)
+    finally:
+        patch.undo()
+
+
+def test_remove_deletes_leftovers_of_killed_builds_of_that_document_only(
+    store: IndexStore, library: Library, doc: str, add_document: AddDocument
+) -> None:
+    other = add_document(TEXTS[:2], title="other")
+    leave_killed_builds(store, library, doc)
+    leave_killed_builds(store, library, other)
+    # Named as a document "<doc>-x" would name its own (ids may hold "-").
+    lookalike = store.root / f".building-{doc}-x-0123456789ab"
+    shutil.copytree(next(store.root.glob(f".building-{doc}-*")), lookalike)
+
+    def leftovers(doc_id: str) -> list[str]:
+        return sorted(
+            p.name.split("-")[0] for p in store.root.glob(f".*-{doc_id}-*") if p != lookalike
+        )
+
+    assert leftovers(doc) == leftovers(other) == [".building", ".retired"]
+    # Whatever their age: just now, or "from the future" after the clock was set back.
+    future = time.time() + 3600
+    for leftover in store.root.glob(f".retired-{doc}-*"):
+        os.utime(leftover, (future, future))
+    assert store.remove(doc) is True
+    assert leftovers(doc) == []
+    assert not store.folder(doc).exists()
+    assert leftovers(other) == [".building", ".retired"]
+    assert lookalike.is_dir()
+    assert store.stale_reason(library, other) is None
+    assert store.remove(other) is True
+    assert leftovers(other) == []
+
+
+def test_remove_with_only_leftovers_and_no_index(
+    store: IndexStore, library: Library, doc: str
+) -> None:
+    leave_killed_builds(store, library, doc)
+    shutil.rmtree(store.folder(doc))
+    assert store.remove(doc) is False  # there was no index, only leftovers
+    assert [p.name for p in store.root.iterdir() if p.name.startswith(".")] == []
+
+
 def test_an_empty_document_has_an_empty_index(
     store: IndexStore, library: Library, add_document: AddDocument
 ) -> None:
@@ -297,3 +539,13 @@ def test_ids_that_are_not_document_ids_are_refused(store: IndexStore, library: L
         store.load(library, "ab" * 32)
     with pytest.raises(DocumentNotFoundError):
         run(store, library, "ab" * 32)
+
+
+def test_remove_index_needs_no_store(
+    store: IndexStore, library: Library, doc: str, isolated_home: Path
+) -> None:
+    """What removing a document from the library can call without loading an embedder."""
+    leave_killed_builds(store, library, doc)
+    assert remove_index(isolated_home, doc) is True
+    assert sorted(p.name for p in store.root.iterdir() if doc in p.name) == []
+    assert remove_index(isolated_home, "../" + doc) is False  # names no folder of ours
