@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.chunker import chunk_document
 from ingest.normalize import TextBuilder
 from ingest.tokens import count_tokens
-from ingest.types import ChunkSettings, ExtractedText, Format, SectionKind
+from ingest.types import Chunk, ChunkSettings, ExtractedText, Format, SectionKind
 
 SENTENCE = "The quick brown fox number {n} jumps over the lazy dog near the river bank."
 
@@ -124,3 +125,53 @@ def test_any_text_is_chunked_within_limits_with_exact_spans(pages: list[str], si
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     if extracted.text.strip():
         assert chunks
+
+
+def _assert_within_limit_and_covering(text: str, chunks: list[Chunk], size: int) -> None:
+    for chunk in chunks:
+        assert chunk.token_count == count_tokens(chunk.text) <= size
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert not chunk.text[0].isspace()
+    covered: set[int] = set()
+    for chunk in chunks:
+        covered.update(range(chunk.start, chunk.end))
+    assert all(m.start() in covered for m in re.finditer(r"\S", text))
+
+
+def test_a_sentence_that_fits_only_with_the_space_before_it_is_cut_again() -> None:
+    # " Gardiner" is two tokens, "Gardiner" three: the sentence is 41 tokens after "Mr. "
+    # but 42 as a chunk's start, which leaves out the space.
+    assert (count_tokens(" Gardiner"), count_tokens("Gardiner")) == (2, 3)
+    text = "Mr. " + " ".join(["Gardiner"] * 20) + "."
+    chunks = chunk_document(text, (), ChunkSettings(max_tokens=41, overlap=0))
+    _assert_within_limit_and_covering(text, chunks, 41)
+
+
+def test_a_word_longer_than_a_chunk_is_cut_at_tokens_not_characters() -> None:
+    # Each of these characters is two tokens, so a cut every so many characters overflows.
+    assert count_tokens("😀" * 10) == 20
+    text = "Look: " + "😀" * 500 + " and again " + "😀" * 300
+    chunks = chunk_document(text, (), ChunkSettings(max_tokens=100, overlap=10))
+    _assert_within_limit_and_covering(text, chunks, 100)
+    assert len(chunks) >= 16
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(" ".join(["=" * 64] * 400), id="words of one long token each"),
+        pytest.param("start " + " " * 5000 + " ".join(["more"] * 300), id="a long run of spaces"),
+        pytest.param(" ".join(["alpha beta\nriver"] * 300), id="single newlines"),
+    ],
+)
+def test_an_overlong_sentence_of_odd_words_is_cut_within_the_limit(text: str) -> None:
+    chunks = chunk_document(text, (), ChunkSettings(max_tokens=50, overlap=10))
+    _assert_within_limit_and_covering(text, chunks, 50)
+
+
+def test_a_long_text_without_sentence_ends_fills_chunks() -> None:
+    words = " ".join(["alpha", "beta", "the", "river"] * 5000)
+    chunks = chunk_document(words, (), ChunkSettings(max_tokens=200, overlap=20))
+    _assert_within_limit_and_covering(words, chunks, 200)
+    # Pieces are cut whole-word but as full as the limit allows.
+    assert all(c.token_count >= 195 for c in chunks[:-1])
