@@ -8,26 +8,25 @@ title page, a copyright page) are FRONT sections instead. The title is the packa
 dc:title. Chapter text is extracted by `ingest.html.parse_html`.
 
 It reads only the container, the encryption declaration, the package document, the table of
-contents and the spine documents: never images, fonts, stylesheets or other members. It
-refuses DRM-protected books (encrypted content in META-INF/encryption.xml; the font
-obfuscation EPUBs use is no obstacle) and reports a broken archive or package as damaged.
+contents and the spine documents (each once), through `ingest.archive`, which refuses
+decompression bombs: never images, fonts, stylesheets or other members. An XML member
+declaring an encoding Python cannot use is read as UTF-8. It refuses DRM-protected books
+(encrypted content in META-INF/encryption.xml; the font obfuscation EPUBs use is no
+obstacle) and reports a broken archive or package as damaged.
 It does not split a chapter file at its inner headings or follow links and footnotes.
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
-import zipfile
-import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
-from ingest.errors import DamagedFileError, EmptyFileError, IngestError
-from ingest.html import ParsedHtml, decode_markup, parse_html
+from ingest.archive import ZipArchive
+from ingest.errors import DamagedFileError, EmptyFileError, IngestError, TooLargeError
+from ingest.html import ParsedHtml, TolerantHtmlParser, decode_markup, parse_html
 from ingest.normalize import TextBuilder, normalize
 from ingest.text import lead_label
 from ingest.types import ExtractedText, Format, ReadOptions, ReadProgress, SectionKind
@@ -42,8 +41,9 @@ _CONTENT_SUFFIXES = (".xhtml", ".html", ".htm", ".xml")
 _FONT_OBFUSCATION = frozenset(
     {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
 )
-_ZIP_ENCRYPTED_FLAG = 0x1
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
+# What ElementTree raises besides ParseError on an encoding it cannot use ("utf-9", a
+# multi-byte one expat cannot take from Python): LookupError and ValueError.
+_XML_ENCODING_ERRORS = (LookupError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,15 @@ def read_epub(
     data: bytes, name: str, options: ReadOptions
 ) -> Generator[ReadProgress, None, ExtractedText]:
     """Read an EPUB: one section per spine document with text, progress per document."""
-    with _open_archive(data, name) as archive:
-        _refuse_drm(archive, name)
-        package = _read_package(archive, name)
+    with ZipArchive(data, name) as archive:
+        _refuse_drm(archive)
+        package = _read_package(archive)
         titles = _toc_titles(archive, package)
         builder = TextBuilder()
         chapters = 0
         titled_yet = False
         for done, item in enumerate(package.spine, start=1):
-            parsed = _read_chapter(archive, item, name)
+            parsed = _read_chapter(archive, item)
             if parsed is not None and normalize(parsed.text):
                 chapters += 1
                 title = titles.get(item.path) or parsed.first_heading or None
@@ -95,47 +95,27 @@ def read_epub(
 # The archive
 
 
-def _open_archive(data: bytes, name: str) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(io.BytesIO(data))
-    except _ZIP_ERRORS as error:
-        raise DamagedFileError(
-            f"{name} is damaged: it is not a readable ZIP archive, as an EPUB must be ({error})"
-        ) from error
-
-
-def _member(archive: zipfile.ZipFile, path: str) -> zipfile.ZipInfo | None:
-    """The archive member at `path`; some books differ from their manifest in letter case."""
-    try:
-        return archive.getinfo(path)
-    except KeyError:
-        folded = path.casefold()
-        return next((i for i in archive.infolist() if i.filename.casefold() == folded), None)
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
-    if info.flag_bits & _ZIP_ENCRYPTED_FLAG:
-        raise IngestError(
-            f"{name} is password-protected: {info.filename} inside it is encrypted,"
-            " and longread cannot read it"
-        )
-    try:
-        return archive.read(info)
-    except _ZIP_ERRORS as error:
-        raise DamagedFileError(
-            f"{name} is damaged: {info.filename} cannot be read ({error})"
-        ) from error
-
-
-def _read_xml(archive: zipfile.ZipFile, path: str, name: str) -> ElementTree.Element | None:
+def _read_xml(archive: ZipArchive, path: str) -> ElementTree.Element | None:
     """Parse the XML member at `path`; None when it is missing."""
-    info = _member(archive, path)
+    info = archive.member(path)
     if info is None:
         return None
     try:
-        return ElementTree.fromstring(_read_member(archive, info, name))
+        return _parse_xml(archive.read(info))
     except ElementTree.ParseError as error:
-        raise DamagedFileError(f"{name} is damaged: {path} is not valid XML ({error})") from error
+        raise DamagedFileError(
+            f"{archive.name} is damaged: {path} is not valid XML ({error})"
+        ) from error
+
+
+def _parse_xml(data: bytes) -> ElementTree.Element:
+    """Parse XML bytes; a declared encoding expat cannot use is ignored, as browsers do."""
+    try:
+        return ElementTree.fromstring(data)
+    except _XML_ENCODING_ERRORS:
+        # Parsed as text, the declaration no longer counts; decode_markup falls back to
+        # UTF-8 (then cp1252) when the declared encoding is unknown.
+        return ElementTree.fromstring(decode_markup(data))
 
 
 def _local(tag: object) -> str:
@@ -164,17 +144,17 @@ def _resolve(base: str, href: str) -> str:
 # DRM
 
 
-def _refuse_drm(archive: zipfile.ZipFile, name: str) -> None:
+def _refuse_drm(archive: ZipArchive) -> None:
     """Raise when META-INF/encryption.xml says content, not just fonts, is encrypted."""
-    info = _member(archive, _ENCRYPTION)
+    info = archive.member(_ENCRYPTION)
     if info is None:
         return
     drm = IngestError(
-        f"{name} is DRM-protected: its text is encrypted, and longread can only read EPUBs"
+        f"{archive.name} is DRM-protected: its text is encrypted, and longread can only read EPUBs"
         " without DRM. Add a DRM-free copy of the book instead."
     )
     try:
-        declaration = ElementTree.fromstring(_read_member(archive, info, name))
+        declaration = _parse_xml(archive.read(info))
     except ElementTree.ParseError as error:
         # An encryption declaration nobody can read: assume the worst, say which.
         raise drm from error
@@ -187,9 +167,10 @@ def _refuse_drm(archive: zipfile.ZipFile, name: str) -> None:
 # The package document
 
 
-def _read_package(archive: zipfile.ZipFile, name: str) -> _Package:
-    opf_path = _package_path(archive, name)
-    opf = _read_xml(archive, opf_path, name)
+def _read_package(archive: ZipArchive) -> _Package:
+    name = archive.name
+    opf_path = _package_path(archive)
+    opf = _read_xml(archive, opf_path)
     if opf is None:
         raise DamagedFileError(
             f"{name} is damaged: its package document {opf_path}, named in {_CONTAINER}, is missing"
@@ -198,11 +179,14 @@ def _read_package(archive: zipfile.ZipFile, name: str) -> _Package:
     spine_element = next(_descendants(opf, "spine"), None)
     if spine_element is None:
         raise DamagedFileError(f"{name} is damaged: {opf_path} has no spine (reading order)")
-    spine = tuple(
-        manifest[idref]
-        for itemref in _children(spine_element, "itemref")
-        if (idref := itemref.get("idref", "")) in manifest
-    )
+    # A document listed twice is read once: no book repeats its text, and a spine naming one
+    # file thousands of times would otherwise have it parsed thousands of times.
+    in_order: dict[str, _Item] = {}
+    for itemref in _children(spine_element, "itemref"):
+        item = manifest.get(itemref.get("idref", ""))
+        if item is not None:
+            in_order.setdefault(item.path, item)
+    spine = tuple(in_order.values())
     if not spine:
         raise DamagedFileError(f"{name} is damaged: its spine lists no documents to read")
     ncx = manifest.get(spine_element.get("toc", "")) or next(
@@ -212,8 +196,9 @@ def _read_package(archive: zipfile.ZipFile, name: str) -> _Package:
     return _Package(title=_dc_title(opf), spine=spine, nav=nav, ncx=ncx)
 
 
-def _package_path(archive: zipfile.ZipFile, name: str) -> str:
-    container = _read_xml(archive, _CONTAINER, name)
+def _package_path(archive: ZipArchive) -> str:
+    name = archive.name
+    container = _read_xml(archive, _CONTAINER)
     if container is None:
         raise DamagedFileError(
             f"{name} is damaged: {_CONTAINER} is missing, so the book's contents cannot be found"
@@ -254,25 +239,25 @@ def _dc_title(opf: ElementTree.Element) -> str | None:
 # Chapters
 
 
-def _read_chapter(archive: zipfile.ZipFile, item: _Item, name: str) -> ParsedHtml | None:
+def _read_chapter(archive: ZipArchive, item: _Item) -> ParsedHtml | None:
     """Parse one spine document; None for one that is not text (an SVG or image page)."""
     if item.media_type not in _CONTENT_MEDIA_TYPES and not item.path.lower().endswith(
         _CONTENT_SUFFIXES
     ):
         return None
-    info = _member(archive, item.path)
+    info = archive.member(item.path)
     if info is None:
         raise DamagedFileError(
-            f"{name} is damaged: {item.path}, listed in its reading order, is missing"
+            f"{archive.name} is damaged: {item.path}, listed in its reading order, is missing"
         )
-    return parse_html(decode_markup(_read_member(archive, info, name)))
+    return parse_html(decode_markup(archive.read(info)))
 
 
 # --------------------------------------------------------------------------------------------
 # Table of contents
 
 
-def _toc_titles(archive: zipfile.ZipFile, package: _Package) -> dict[str, str]:
+def _toc_titles(archive: ZipArchive, package: _Package) -> dict[str, str]:
     """Member path -> title of its first entry in the table of contents.
 
     A book whose table of contents cannot be read still reads: chapters then take their
@@ -290,7 +275,7 @@ def _toc_titles(archive: zipfile.ZipFile, package: _Package) -> dict[str, str]:
     return titles
 
 
-def _nav_entries(archive: zipfile.ZipFile, nav: _Item) -> list[tuple[str, str]]:
+def _nav_entries(archive: ZipArchive, nav: _Item) -> list[tuple[str, str]]:
     data = _quiet_read(archive, nav.path)
     if data is None:
         return []
@@ -300,12 +285,12 @@ def _nav_entries(archive: zipfile.ZipFile, nav: _Item) -> list[tuple[str, str]]:
     return [(_resolve(nav.path, href), title) for href, title in parser.toc_entries()]
 
 
-def _ncx_entries(archive: zipfile.ZipFile, ncx: _Item) -> list[tuple[str, str]]:
+def _ncx_entries(archive: ZipArchive, ncx: _Item) -> list[tuple[str, str]]:
     data = _quiet_read(archive, ncx.path)
     if data is None:
         return []
     try:
-        root = ElementTree.fromstring(data)
+        root = _parse_xml(data)
     except ElementTree.ParseError:
         return []
     entries: list[tuple[str, str]] = []
@@ -319,17 +304,19 @@ def _ncx_entries(archive: zipfile.ZipFile, ncx: _Item) -> list[tuple[str, str]]:
     return entries
 
 
-def _quiet_read(archive: zipfile.ZipFile, path: str) -> bytes | None:
-    info = _member(archive, path)
-    if info is None or info.flag_bits & _ZIP_ENCRYPTED_FLAG:
+def _quiet_read(archive: ZipArchive, path: str) -> bytes | None:
+    info = archive.member(path)
+    if info is None:
         return None
     try:
         return archive.read(info)
-    except _ZIP_ERRORS:
+    except TooLargeError:
+        raise  # a bomb is refused wherever it lies
+    except IngestError:
         return None
 
 
-class _NavParser(HTMLParser):
+class _NavParser(TolerantHtmlParser):
     """Collects the links of an EPUB 3 nav document, per <nav>, noting which is the toc.
 
     html.parser rather than ElementTree: nav documents use HTML entities (&nbsp;) that an
@@ -337,7 +324,7 @@ class _NavParser(HTMLParser):
     """
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+        super().__init__()
         self.navs: list[tuple[bool, list[tuple[str, str]]]] = []
         self._nav_depth = 0
         self._href: str | None = None

@@ -5,7 +5,9 @@ without scripts, styles, templates, noscript and the head (bar its <title>); blo
 (paragraphs, list items, table rows, line breaks, sections...) become paragraph breaks; each
 h1-h6 starts a part labelled with the heading's text and level. Entities are decoded.
 `decode_markup` decodes a page's bytes using its byte-order mark, its XML declaration or
-<meta charset>, else UTF-8 with the cp1252 fallback of `ingest.text`.
+<meta charset>, else UTF-8 with the cp1252 fallback of `ingest.text`. `TolerantHtmlParser`,
+which the EPUB reader's table-of-contents parser shares, never raises on hostile markup and
+parses in linear time; CDATA sections are text, other marked sections are skipped.
 
 It does not apply CSS (text hidden by a stylesheet is read), run scripts, keep links or
 images (alt text included), or lay out tables: cells are separated by spaces, rows by breaks.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from html import unescape
 from html.parser import HTMLParser
 
 from ingest.errors import EmptyFileError
@@ -93,6 +96,74 @@ def read_html(
     return builder.build(Format.HTML, parsed.title)
 
 
+class TolerantHtmlParser(HTMLParser):
+    """html.parser's HTMLParser made safe for hostile pages: no exceptions, linear time.
+
+    The standard library's parser (as of Python 3.11) asserts on a marked section it does
+    not know (`<![foo[ x ]]>`); this one reads marked sections as HTML5 does. Its
+    end-of-input pass retries each "<" that never closes with a search to the end of the
+    input, which takes minutes on some 100 KB pages; this one keeps that pass linear.
+    Entities are always converted (convert_charrefs).
+    """
+
+    def __init__(self) -> None:
+        # Where a search for a comment's or CDATA section's end is known to fail, and in
+        # which input: a failed search fails from any later start too.
+        self._searched: str | None = None
+        self._unclosed: dict[str, int] = {}
+        super().__init__(convert_charrefs=True)
+
+    def parse_html_declaration(self, i: int) -> int:
+        # Marked sections are taken here, before the standard library sees them, so that
+        # every Python version reads them alike.
+        if self.rawdata.startswith("<![", i):
+            return self._marked_section(i)
+        return super().parse_html_declaration(i)
+
+    def _marked_section(self, i: int) -> int:
+        """`<![CDATA[text]]>` is text (XHTML); any other `<![` is a comment up to ">"."""
+        rawdata = self.rawdata
+        cdata = rawdata.startswith("<![CDATA[", i)
+        kind, start, close = ("cdata", i + 9, "]]>") if cdata else (">", i + 3, ">")
+        end = -1 if self._known_unclosed(kind, i) else rawdata.find(close, start)
+        if end < 0:
+            self._note_unclosed(kind, i)
+            return -1
+        if cdata:
+            self.handle_data(rawdata[start:end])
+        return end + len(close)
+
+    def parse_comment(self, i: int, report: bool = True) -> int:
+        if self._known_unclosed("comment", i):
+            return -1
+        end = super().parse_comment(i, report)
+        if end < 0:
+            self._note_unclosed("comment", i)
+        return end
+
+    def close(self) -> None:
+        # At the end of input the standard library handles each construct that never
+        # closes as text up to the next ">" or "<", searching to the end of the input each
+        # time. Past the last ">" nothing can close (every tag, comment or declaration
+        # ends in one), so that tail is text, read at once; before it, the searches that
+        # can still fail (comments, CDATA) are remembered above.
+        rawdata = self.rawdata
+        head_end = rawdata.rfind(">") + 1
+        self.rawdata, tail = rawdata[:head_end], rawdata[head_end:]
+        super().close()
+        if tail and not self.cdata_elem:
+            # Inside an unclosed <script> or <style> the standard library drops the rest.
+            self.handle_data(unescape(tail))
+
+    def _known_unclosed(self, kind: str, i: int) -> bool:
+        if self._searched is not self.rawdata:
+            self._searched, self._unclosed = self.rawdata, {}
+        return i >= self._unclosed.get(kind, len(self.rawdata) + 1)
+
+    def _note_unclosed(self, kind: str, i: int) -> None:
+        self._unclosed[kind] = min(i, self._unclosed.get(kind, i))
+
+
 def _labelled_lead(part: TextPart, title: str | None) -> TextPart:
     if part.kind is SectionKind.HEADING:
         return part
@@ -121,11 +192,11 @@ class _OpenPart:
         return TextPart(label, SectionKind.HEADING, "".join(self.text), self.level)
 
 
-class _Extractor(HTMLParser):
+class _Extractor(TolerantHtmlParser):
     """Collects parts as the parser walks the page; see `parse_html`."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+        super().__init__()
         self.parts: list[_OpenPart] = [_OpenPart()]
         self.title_text = ""
         self._skipping: list[str] = []

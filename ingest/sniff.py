@@ -1,7 +1,9 @@
 """Recognizing a file's format from its bytes, with its name's extension as a hint.
 
 PDF and EPUB are recognized by their bytes alone ("%PDF-" near the start; a ZIP whose
-`mimetype` says application/epub+zip or that holds META-INF/container.xml). Other binaries
+`mimetype` says application/epub+zip or that holds META-INF/container.xml). Of a ZIP only
+the central directory and the first 40 bytes of `mimetype` are read, through
+`ingest.archive`, so a decompression bomb costs nothing to recognize. Other binaries
 (images, archives, office documents, executables; NUL or control bytes that are not
 UTF-16/32 text) are refused, saying what they look like. Text is HTML when it starts (past a
 byte-order mark, whitespace, comments and an XML declaration) like an HTML page, Markdown when
@@ -14,13 +16,11 @@ It does not validate a format beyond its first bytes: the readers report damaged
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
-import zlib
 from pathlib import PurePath
 
-from ingest.errors import EmptyFileError, UnsupportedFormatError
+from ingest.archive import ZipArchive
+from ingest.errors import EmptyFileError, IngestError, UnsupportedFormatError
 from ingest.text import decode_text, markdown_headings, text_codec
 from ingest.types import Format
 
@@ -31,7 +31,8 @@ _PDF_WINDOW = 1024
 _TEXT_WINDOW = 64 * 1024
 _ZIP_MARKS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _EPUB_MIMETYPE = b"application/epub+zip"
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError)
+# All of `mimetype` that is read: its value, with room for the whitespace some tools add.
+_MIMETYPE_HEAD = 2 * len(_EPUB_MIMETYPE)
 
 # What other files look like, by the bytes they start with; the first match wins.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -112,9 +113,13 @@ def _binary_format(data: bytes, name: str, extension: str) -> Format | None:
     if _PDF_MARK in data[:_PDF_WINDOW]:
         return Format.PDF
     if data.startswith(_ZIP_MARKS):
-        names = _zip_names(data)
+        archive = _open_zip(data, name)
+        is_epub = _is_epub(data, archive)
+        names = None if archive is None else archive.names()
+        if archive is not None:
+            archive.close()
         # A broken ZIP named .epub goes to the EPUB reader, which says what is broken.
-        if _is_epub(data, names) or (names is None and extension == ".epub"):
+        if is_epub or (archive is None and extension == ".epub"):
             return Format.EPUB
         raise _unsupported(name, _zip_description(names))
     for magic, description in _MAGIC:
@@ -140,29 +145,29 @@ def _looks_binary(data: bytes) -> bool:
     return controls > _BINARY_CONTROL_SHARE * len(sample)
 
 
-def _is_epub(data: bytes, names: set[str] | None) -> bool:
+def _is_epub(data: bytes, archive: ZipArchive | None) -> bool:
     # The mimetype member is stored first and uncompressed, so its bytes sit at offset 30.
     if data[30:38] == b"mimetype" and data[38:58] == _EPUB_MIMETYPE:
         return True
-    if names is None:
+    if archive is None:
         return False
-    if "META-INF/container.xml" in names:
+    if archive.member("META-INF/container.xml") is not None:
         return True
-    if "mimetype" not in names:
+    info = archive.member("mimetype")
+    if info is None or info.filename != "mimetype":
         return False
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return archive.read("mimetype").strip() == _EPUB_MIMETYPE
-    except _ZIP_ERRORS:
+        # Only its first bytes: a `mimetype` that inflates to gigabytes is no EPUB.
+        return archive.head(info, _MIMETYPE_HEAD).strip() == _EPUB_MIMETYPE
+    except IngestError:
         return False
 
 
-def _zip_names(data: bytes) -> set[str] | None:
-    """The member names of a ZIP archive; None when it cannot be read."""
+def _open_zip(data: bytes, name: str) -> ZipArchive | None:
+    """The ZIP archive in `data`; None when it cannot be read."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return set(archive.namelist())
-    except _ZIP_ERRORS:
+        return ZipArchive(data, name)
+    except IngestError:
         return None
 
 

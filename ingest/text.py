@@ -142,7 +142,9 @@ def _decode_declared(data: bytes, declared: str) -> str | None:
     try:
         codecs.lookup(label)
         return data.decode(label)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, ValueError):
+        # ValueError: UnicodeDecodeError, and the bare UnicodeError of codecs that are no
+        # real encodings ("undefined", "idna" past its label length).
         return None
 
 

@@ -6,13 +6,20 @@ A book is a list of (chapter title, paragraphs). The archive is laid out as book
 (EPUB 2). Keyword options produce the awkward books real readers meet: a cover page with
 no text, a spine order unlike the manifest's, chapters missing from the table of contents,
 table-of-contents titles unlike the headings, DRM, font obfuscation.
+
+`bomb_epub` and `bomb_zip` make decompression bombs: archives a few hundred kilobytes long
+whose members inflate to hundreds of megabytes or more. They are written by hand, not with
+zipfile, so that a gigabyte bomb takes a fraction of a second and no memory to make.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+import zlib
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from html import escape
 from urllib.parse import quote
 
@@ -115,6 +122,108 @@ def zip_members(members: dict[str, str | bytes], *, mimetype: bool = True) -> by
         for path, content in members.items():
             archive.writestr(path, content, compress_type=zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
+
+
+def bomb_epub(chapter_bytes: int, *, fill: bytes = b"word ") -> bytes:
+    """An EPUB 3 whose one chapter is `fill` repeated to at least `chapter_bytes` bytes."""
+    chapter = _chapter("Bomb", [], heading=True)
+    opening, closing = chapter.split("</body>")
+    members: list[_Member] = [
+        _member("mimetype", [(b"application/epub+zip", 1)], stored=True),
+        _member(
+            "META-INF/container.xml", [(_CONTAINER.format(opf="OEBPS/content.opf").encode(), 1)]
+        ),
+        _member(
+            "OEBPS/content.opf",
+            [(_package("Bomb", 3, ["text/bomb.xhtml"], [0], False, False).encode(), 1)],
+        ),
+        _member("OEBPS/nav.xhtml", [(_nav([("text/bomb.xhtml", "Bomb")]).encode(), 1)]),
+        _member(
+            "OEBPS/text/bomb.xhtml",
+            [
+                (opening.encode(), 1),
+                *_repeated(fill, chapter_bytes),
+                (b"</body>" + closing.encode(), 1),
+            ],
+        ),
+    ]
+    return _zip(members)
+
+
+def bomb_zip(
+    member: str, inflated_bytes: int, *, fill: bytes = b"\0", declared_size: int | None = None
+) -> bytes:
+    """A ZIP of one deflated member `member` that inflates to at least `inflated_bytes` of
+    `fill`. `declared_size`: the size its headers claim, when it should lie."""
+    entry = _member(member, _repeated(fill, inflated_bytes))
+    if declared_size is not None:
+        entry = replace(entry, size=declared_size)
+    return _zip([entry])
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A member as it is written: its deflated (or stored) bytes and what the headers say."""
+
+    name: str
+    method: int
+    data: bytes
+    crc: int
+    size: int
+
+
+# Many copies of one megabyte-sized block: deflated once, and written as often as needed.
+_BLOCK = 1 << 20
+
+
+def _repeated(fill: bytes, size: int) -> list[tuple[bytes, int]]:
+    block = fill * max(1, min(size, _BLOCK) // len(fill))
+    return [(block, -(-size // len(block)))]
+
+
+def _member(name: str, pieces: Sequence[tuple[bytes, int]], *, stored: bool = False) -> _Member:
+    """Deflate `pieces` ((bytes, times repeated)) into one stream, each piece compressed once.
+
+    Each piece is deflated by a fresh compressor and ended with a full flush, so it refers to
+    nothing before it and its copies can simply be concatenated; an empty final block ends
+    the stream.
+    """
+    crc, size = 0, 0
+    chunks: list[bytes] = []
+    for piece, times in pieces:
+        for _ in range(times):
+            crc = zlib.crc32(piece, crc)
+        size += len(piece) * times
+        if stored:
+            chunks.append(piece * times)
+            continue
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        chunks.append((compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)) * times)
+    if not stored:
+        chunks.append(b"\x03\x00")
+    method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    return _Member(name, method, b"".join(chunks), crc, size)
+
+
+def _zip(members: Sequence[_Member]) -> bytes:
+    """A ZIP archive of `members`, laid out as zipfile would write it."""
+    local, central = io.BytesIO(), io.BytesIO()
+    for member in members:
+        name = member.name.encode()
+        fields = (member.method, 0, 0x21, member.crc, len(member.data), member.size, len(name))
+        central.write(
+            struct.pack(
+                "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, *fields, 0, 0, 0, 0, 0, local.tell()
+            )
+        )
+        central.write(name)
+        local.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, *fields, 0))
+        local.write(name + member.data)
+    directory = central.getvalue()
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), local.tell(), 0
+    )
+    return local.getvalue() + directory + end
 
 
 def _package(

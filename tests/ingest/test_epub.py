@@ -1,19 +1,30 @@
-"""EPUB: spine order, table-of-contents titles (EPUB 2 and 3), DRM, damaged archives."""
+"""EPUB: spine order, table-of-contents titles (EPUB 2 and 3), DRM, damaged archives, and the
+limits that refuse decompression bombs."""
 
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from collections.abc import Generator
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
+from ingest.archive import ArchiveLimits, ZipArchive
 from ingest.epub import read_epub
-from ingest.errors import DamagedFileError, EmptyFileError, IngestError
+from ingest.errors import (
+    DamagedFileError,
+    EmptyFileError,
+    IngestError,
+    TooLargeError,
+    UnsupportedFormatError,
+)
 from ingest.readers import reader_for
 from ingest.sniff import sniff_format
 from ingest.types import ExtractedText, Format, ReadOptions, ReadProgress, SectionKind
-from tests.epub_factory import build_epub, zip_members
+from tests.epub_factory import bomb_zip, build_epub, zip_members
 
 CHAPTERS = [
     ("The Beginning", ["It was a dark night.", "Rain & wind."]),
@@ -101,17 +112,18 @@ def test_url_encoded_hrefs_and_fragments(version: int) -> None:
 
 
 def test_reads_only_the_members_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    book = build_epub(CHAPTERS, cover=True, obfuscated_font=True)
     opened: list[str] = []
-    original = zipfile.ZipFile.read
+    original = zipfile.ZipFile.open
 
     def recording(
-        self: zipfile.ZipFile, name: str | zipfile.ZipInfo, pwd: bytes | None = None
-    ) -> bytes:
+        self: zipfile.ZipFile, name: str | zipfile.ZipInfo, *args: Any, **kwargs: Any
+    ) -> IO[bytes]:
         opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
-        return original(self, name, pwd)
+        return original(self, name, *args, **kwargs)
 
-    monkeypatch.setattr(zipfile.ZipFile, "read", recording)
-    read(build_epub(CHAPTERS, cover=True, obfuscated_font=True))
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording)
+    read(book)
     assert not [name for name in opened if name.endswith((".jpg", ".css", ".otf"))]
     assert "OEBPS/nav.xhtml" in opened
 
@@ -173,3 +185,86 @@ def test_sniffed_and_dispatched_like_the_pipeline_does() -> None:
     reader = reader_for(sniff_format(data, "book.epub"))
     extracted, _ = run(reader(data, "book.epub", ReadOptions()))
     assert len(extracted.sections) == 3
+
+
+def test_a_document_listed_twice_in_the_spine_is_read_once() -> None:
+    data = build_epub(CHAPTERS, spine_order=[0, 1, 0, 2, 1])
+    assert labels(read(data)) == ["The Beginning", "The Middle", "The End"]
+
+
+# --------------------------------------------------------------------------------------------
+# The archive's limits, made small so that small archives pass them
+
+SMALL = ArchiveLimits(
+    member_bytes=1_000_000, total_bytes=1_500_000, ratio=50, ratio_free_bytes=100_000
+)
+
+
+def read_member(data: bytes, path: str, limits: ArchiveLimits = SMALL) -> bytes:
+    with ZipArchive(data, "book.epub", limits) as archive:
+        info = archive.member(path)
+        assert info is not None
+        return archive.read(info)
+
+
+def test_a_member_inflating_past_the_member_limit_is_a_bomb() -> None:
+    data = bomb_zip("OEBPS/chapter.xhtml", 5_000_000)
+    loose = ArchiveLimits(member_bytes=1_000_000, total_bytes=10**9, ratio=10**6)
+    with pytest.raises(
+        TooLargeError,
+        match=r"^book\.epub looks like a decompression bomb: its member OEBPS/chapter\.xhtml"
+        r" inflates past 976 KB; longread refuses it$",
+    ):
+        read_member(data, "OEBPS/chapter.xhtml", loose)
+
+
+def test_a_member_inflating_far_past_its_compressed_size_is_a_bomb() -> None:
+    data = bomb_zip("OEBPS/chapter.xhtml", 500_000)
+    with pytest.raises(TooLargeError, match=r"over 50 times its compressed size"):
+        read_member(data, "OEBPS/chapter.xhtml")
+    # Below ratio_free_bytes any ratio is allowed: small members of repeated markup are real.
+    assert len(read_member(bomb_zip("small.xhtml", 50_000), "small.xhtml")) >= 50_000
+
+
+def test_members_inflating_past_the_total_limit_together_are_a_bomb() -> None:
+    text = random.Random(0).randbytes(768_000)  # does not deflate: no ratio to object to
+    data = zip_members({"a.xhtml": text, "b.xhtml": text}, mimetype=False)
+    with ZipArchive(data, "book.epub", SMALL) as archive:
+        first, second = archive.member("a.xhtml"), archive.member("b.xhtml")
+        assert first is not None and second is not None
+        assert archive.read(first) == text
+        with pytest.raises(TooLargeError, match=r"its members inflate past 1 MB in all"):
+            archive.read(second)
+
+
+def test_a_stored_member_past_the_member_limit_is_too_large() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("big.xhtml", bytes(1_200_000), compress_type=zipfile.ZIP_STORED)
+    with pytest.raises(TooLargeError, match=r"^book\.epub is too large to read: its member big"):
+        read_member(buffer.getvalue(), "big.xhtml")
+
+
+def test_the_declared_size_is_not_trusted() -> None:
+    # Declared far larger than it is: the limits count what actually inflates.
+    data = bomb_zip("chapter.xhtml", 5_000_000, declared_size=2_000_000_000)
+    with pytest.raises(TooLargeError, match="decompression bomb"):
+        read_member(data, "chapter.xhtml")
+    # Declared smaller: zipfile stops there, and the checksum gives the lie away.
+    data = bomb_zip("chapter.xhtml", 5_000_000, declared_size=1000)
+    with pytest.raises(DamagedFileError, match=r"^book\.epub is damaged: chapter\.xhtml"):
+        read_member(data, "chapter.xhtml")
+
+
+def test_a_member_compressed_with_a_method_epub_forbids_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("chapter.xhtml", b"<p>text</p>", compress_type=zipfile.ZIP_BZIP2)
+    with pytest.raises(UnsupportedFormatError, match=r"compressed with bzip2.*Re-save the book"):
+        read_member(buffer.getvalue(), "chapter.xhtml")
+
+
+@pytest.mark.corpus
+def test_the_default_limits_read_a_long_real_book(corpus: Path) -> None:
+    path = corpus / "books" / "epub" / "The Time Machine.epub"
+    assert len(read(path.read_bytes(), path.name).sections) >= 16

@@ -1,7 +1,9 @@
-"""HTML: what is dropped, where paragraphs break, headings as sections, titles, encodings."""
+"""HTML: what is dropped, where paragraphs break, headings as sections, titles, encodings,
+and hostile markup (marked sections, unclosed constructs, tag soup)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 
 import pytest
@@ -149,3 +151,61 @@ def test_parsing_never_raises_on_arbitrary_markup(markup: str) -> None:
 @given(st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=200))
 def test_plain_words_survive(words: str) -> None:
     assert parse_html(f"<p>{words}</p>").text.strip() == words
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile markup
+
+
+def test_marked_sections_read_as_html5_does() -> None:
+    # An unknown keyword made html.parser raise AssertionError; HTML5 skips it up to ">".
+    assert parse_html("<p>Hello world.</p><![foo[ x ]]><p>After.</p>").text.split() == [
+        "Hello",
+        "world.",
+        "After.",
+    ]
+    assert "Before" in parse_html("<p>Before</p><![ [").text
+    # CDATA is text (XHTML); Word's conditional comments keep what lies between them.
+    assert "a < b" in parse_html("<p><![CDATA[a < b]]></p>").text
+    assert parse_html("<p><![if !supportLists]>1.<![endif]> Item</p>").text.strip() == "1. Item"
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<a " * 50_000,  # took 30 s for 60 KB
+        '<p a="b" c' * 20_000,
+        "<!--x>" * 50_000,
+        "<a/" * 50_000,
+        "<![CDATA[x>" * 30_000,
+        "<p>text</p><!-- never closed " + "<b>bold</b> " * 20_000,
+    ],
+)
+def test_unclosed_markup_parses_in_linear_time(markup: str) -> None:
+    # html.parser's end-of-input pass was quadratic on these: minutes for a few hundred KB.
+    started = time.monotonic()
+    parse_html(markup)
+    assert time.monotonic() - started < 5
+
+
+def test_text_after_the_last_tag_is_kept() -> None:
+    assert parse_html("<p>Kept &amp; read</p>Tail &amp; <b").text.split() == [
+        "Kept",
+        "&",
+        "read",
+        "Tail",
+        "&",
+        "<b",
+    ]
+
+
+_TAG_SOUP = st.sampled_from(
+    ["<p>", "</p>", "<h1>", "</h1>", "<br/>", "<script>", "</script>", "<title>", "<!--", "-->",
+     "<![", "<![CDATA[", "]]>", "<![foo[", "<!DOCTYPE html>", "<?xml ?>", "<", ">", "</", "&",
+     "&amp;", "&#", "'", '"', "=", "<a href='", " ", "\n", "word"]
+)  # fmt: skip
+
+
+@given(st.lists(_TAG_SOUP | st.text(max_size=4), max_size=80))
+def test_parsing_never_raises_on_tag_soup(pieces: list[str]) -> None:
+    assert isinstance(parse_html("".join(pieces)).text, str)
