@@ -74,9 +74,12 @@ class ReadProgress:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """What a person can tell a reader about a file."""
+    """What a person can tell a reader about a file, and how large a file may be read."""
 
     password: str | None = None
+    # A larger file is refused before it is read (config `[ingest] max_file_mb`). 512 MiB
+    # is far past any book and well short of what reading it whole would exhaust.
+    max_file_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)

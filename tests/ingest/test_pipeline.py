@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from ingest.library import Library
 from ingest.pipeline import AddStatus, FileOutcome, FileProgress, Stage, add_file
-from ingest.types import ChunkSettings, Format, ReadOptions
+from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format, ReadOptions
 from tests.library_checks import assert_consistent, table_counts
 
 BOOK = """# The Lighthouse
@@ -124,3 +125,38 @@ def test_a_plain_text_book_without_a_title_is_named_after_its_file(
         _, outcome = _run(library, source)
     assert outcome.document is not None
     assert outcome.document.title == "The Keeper"
+
+
+class _BeatenToIt(Library):
+    """A library that another process (a second connection to the same file) adds the same
+    file to while this one is between checking for it and saving it."""
+
+    def __init__(self, home: Path, rival_source: Path) -> None:
+        super().__init__(home)
+        self.home = home
+        self.rival_source = rival_source
+
+    def save(
+        self,
+        document: Document,
+        extracted: ExtractedText,
+        chunks: Sequence[Chunk],
+        settings: ChunkSettings,
+    ) -> bool:
+        with Library(self.home) as rival:
+            _, rival_outcome = _run(rival, self.rival_source)
+        assert rival_outcome.status is AddStatus.ADDED
+        return super().save(document, extracted, chunks, settings)
+
+
+def test_a_file_another_process_added_meanwhile_is_already_present(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    source = tmp_path / "lighthouse.md"
+    source.write_text(BOOK, encoding="utf-8")
+    with _BeatenToIt(isolated_home, source) as library:
+        _, outcome = _run(library, source)
+        assert outcome.status is AddStatus.ALREADY_PRESENT
+        assert outcome.document is not None
+        assert outcome.document == library.get(outcome.document.id)
+    assert assert_consistent(isolated_home) == ["The Lighthouse"]
