@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from engine.strategies.beacon_build import BeaconProgress
     from engine.types import Answer, AnswerEvent, Preparing, Route
     from ingest.pipeline import FileOutcome
+    from models.catalog import ModelEntry
+    from models.types import ModelProfile
 
 cli = typer.Typer(
     name="longread",
@@ -132,11 +134,15 @@ ModeOption = Annotated[
 
 @cli.callback(invoke_without_command=True)
 def main(ctx: typer.Context, home: HomeOption = None, config: ConfigOption = None) -> None:
+    # Everything longread writes (the library with the full text of a person's books,
+    # indexes, KV states, the model catalogue, the config) is private to its owner: files
+    # 0600, folders 0700. Set first, before any command writes anything.
+    os.umask(0o077)
     ctx.obj = {"home": home, "config": config}
     if ctx.invoked_subcommand is None:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             # Not a terminal (a pipe, a script): there is no screen for the TUI to draw on.
-            out.print(ctx.get_help(), highlight=False)
+            out.print(ctx.get_help(), highlight=False, markup=False)
             return
         tui(ctx)
 
@@ -201,6 +207,9 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        # Off a terminal (a pipe, a log) a bar shows nothing, and stopping it wrote a blank
+        # line before whatever came next: an error would no longer be one line.
+        disable=not err.is_terminal,
     )
 
 
@@ -232,7 +241,7 @@ def add(
                 tasks[key] = progress.add_task(
                     "",
                     total=event.total,
-                    name=event.path.name,
+                    name=escape(event.path.name),
                     stage=event.stage.value,
                     unit=event.unit,
                 )
@@ -243,24 +252,26 @@ def add(
 
 
 def _outcome_line(outcome: FileOutcome) -> str:
+    """How adding one file went, as rich markup; names, titles and messages escaped."""
     from ingest.pipeline import AddStatus
 
+    name = escape(outcome.path.name)
     if outcome.status is AddStatus.FAILED:
-        return f"[red]✗[/red] {outcome.path.name}: {outcome.error}"
+        return f"[red]✗[/red] {name}: {escape(str(outcome.error))}"
     document = outcome.document
     assert document is not None
     if outcome.status is AddStatus.ALREADY_PRESENT:
         return (
-            f"[yellow]=[/yellow] {outcome.path.name}: already in the library"
-            f" as {document.title!r} ({document.id[:12]})"
+            f"[yellow]=[/yellow] {name}: already in the library"
+            f" as {escape(repr(document.title))} ({document.id[:12]})"
         )
     pages = f"{document.page_count} pages, " if document.page_count else ""
     line = (
-        f"[green]✓[/green] {document.title} ({document.id[:12]}): {pages}"
+        f"[green]✓[/green] {escape(document.title)} ({document.id[:12]}): {pages}"
         f"{document.token_count:,} tokens, {document.chunk_count} chunks, {outcome.seconds:.1f} s"
     )
     if outcome.warning:
-        line += f"\n  [yellow]warning:[/yellow] {outcome.warning}"
+        line += f"\n  [yellow]warning:[/yellow] {escape(outcome.warning)}"
     return line
 
 
@@ -283,7 +294,7 @@ def list_documents(ctx: typer.Context, as_json: JsonOption = False) -> None:
     for d in documents:
         table.add_row(
             d.id[:12],
-            d.title,
+            Text(d.title),  # Text: a title is shown as written, never read as markup
             d.format.value,
             str(d.page_count or "-"),
             f"{d.token_count:,}",
@@ -302,16 +313,18 @@ def show(ctx: typer.Context, doc: DocArgument, as_json: JsonOption = False) -> N
         _print_json({"document": document, "sections": sections})
         return
     out.print(
-        f"[bold]{document.title}[/bold]  {document.id[:12]}  {document.format.value}",
+        f"[bold]{escape(document.title)}[/bold]  {document.id[:12]}  {document.format.value}",
         highlight=False,
     )
-    out.print(f"{document.source_path}", highlight=False)
+    out.print(str(document.source_path), highlight=False, markup=False)
     pages = f"{document.page_count} pages, " if document.page_count else ""
     out.print(f"{pages}{document.token_count:,} tokens, {document.chunk_count} chunks\n")
     for section in sections:
         indent = "  " * (section.level - 1)
         size = section.end - section.start
-        out.print(f"{indent}{section.citation()}  [dim]{size:,} chars[/dim]", highlight=False)
+        out.print(
+            f"{indent}{escape(section.citation())}  [dim]{size:,} chars[/dim]", highlight=False
+        )
 
 
 @cli.command()
@@ -319,7 +332,29 @@ def remove(ctx: typer.Context, doc: DocArgument) -> None:
     """Remove a document from the library."""
     with assistant(ctx) as longread:
         document = longread.remove(doc)
-    out.print(f"removed {document.title!r} ({document.id[:12]})", highlight=False)
+    out.print(f"removed {document.title!r} ({document.id[:12]})", highlight=False, markup=False)
+
+
+@cli.command()
+def repair(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Rebuild a damaged library, keeping every document that can still be read."""
+    from engine.config import load_settings
+    from engine.errors import USER_ERRORS
+    from ingest.repair import repair_library  # needs no assistant: it must open no library
+
+    try:
+        settings = load_settings(config_path=ctx.obj["config"], home=ctx.obj["home"])
+        report = repair_library(settings.home)
+    except USER_ERRORS as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from error
+    if as_json:
+        _print_json(report)
+    else:
+        for line in report.lines():
+            out.print(line, highlight=False, markup=False)
+    if report.lost:  # the person has files to add again: a script should notice
+        raise typer.Exit(1)
 
 
 ALL_DOCUMENTS = "all"
@@ -333,10 +368,12 @@ def _index_with_progress(longread: Assistant, document_ids: list[str], rebuild: 
         for step in longread.prepare_indexes(document_ids, rebuild=rebuild):
             title = titles.get(step.document_id, step.document_id[:12])
             if step.reason:
-                progress.console.print(f"indexing {title}: {step.reason}", highlight=False)
+                progress.console.print(
+                    f"indexing {title}: {step.reason}", highlight=False, markup=False
+                )
             if step.document_id not in tasks:
                 tasks[step.document_id] = progress.add_task(
-                    "", total=step.total, name=title[:40], stage="embedding", unit="chunks"
+                    "", total=step.total, name=escape(title[:40]), stage="embedding", unit="chunks"
                 )
             progress.update(tasks[step.document_id], completed=step.done, total=step.total)
 
@@ -363,7 +400,7 @@ def search(
         ),
     ],
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many chunks to show.")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many chunks to show.")] = 5,
     mode: Annotated[SearchMode, typer.Option("--mode")] = SearchMode.HYBRID,
     as_json: JsonOption = False,
 ) -> None:
@@ -390,7 +427,8 @@ def search(
             else hit.chunk.location
         )
         out.print(
-            f"[bold]{hit.rank}.[/bold] [cyan]{where}[/cyan]  [dim]score {hit.score:.4f}[/dim]",
+            f"[bold]{hit.rank}.[/bold] [cyan]{escape(where)}[/cyan]"
+            f"  [dim]score {hit.score:.4f}[/dim]",
             highlight=False,
         )
         out.print(_snippet(hit.chunk.text, query_terms))
@@ -434,6 +472,9 @@ def _beacon_progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        # Off a terminal (a pipe, a log) a bar shows nothing, and stopping it wrote a blank
+        # line before whatever came next: an error would no longer be one line.
+        disable=not err.is_terminal,
     )
 
 
@@ -462,7 +503,11 @@ def summarize(
         events = longread.summarize(document.id, model=model, rebuild=rebuild, cancel=cancel)
         with _beacon_progress() as progress:
             bar = progress.add_task(
-                "", total=None, name=document.title[:40], tokens_per_second=0.0, seconds_left=None
+                "",
+                total=None,
+                name=escape(document.title[:40]),
+                tokens_per_second=0.0,
+                seconds_left=None,
             )
 
             def show(event: BeaconProgress | Preparing) -> None:
@@ -470,7 +515,8 @@ def summarize(
                 if isinstance(event, Preparing):
                     if event.stage is PrepStage.MODEL and event.done == 0:
                         progress.console.print(
-                            f"[dim]loading {event.detail} to write beacons[/dim]", highlight=False
+                            f"[dim]loading {escape(event.detail)} to write beacons[/dim]",
+                            highlight=False,
                         )
                     return  # a model load cannot count its progress
                 last = event
@@ -522,6 +568,7 @@ def summarize(
         f" of {layout.window_tokens:,} tokens, ratio ×{layout.choice.ratio})"
         f" in {format_seconds(time.monotonic() - started)}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -584,12 +631,13 @@ def plan(
         return
     document = planned.document
     out.print(
-        f"[bold]{document.title}[/bold]: {planned.document_tokens:,} tokens"
-        f" on {planned.model.name} ({planned.profile.context_length:,}-token trained window)",
+        f"[bold]{escape(document.title)}[/bold]: {planned.document_tokens:,} tokens"
+        f" on {escape(planned.model.name)}"
+        f" ({planned.profile.context_length:,}-token trained window)",
         highlight=False,
     )
     for line in describe(planned.plan):
-        out.print(f"  {line}", highlight=False)
+        out.print(f"  {line}", highlight=False, markup=False)
 
 
 def _route_line(route: Route) -> str:
@@ -627,7 +675,7 @@ def ask(
             if as_json:
                 _print_json(route)
             else:
-                out.print(_route_line(route), highlight=False)
+                out.print(_route_line(route), highlight=False, markup=False)
             return
         events = longread.ask(
             document_id,
@@ -685,23 +733,23 @@ def _show_answer_events(events: Iterator[AnswerEvent], as_json: bool) -> None:
                 continue
             elif isinstance(event, RouteChosen):
                 route = event.route
-                err.print(f"[dim]{_route_line(route)}[/dim]", highlight=False)
+                err.print(f"[dim]{escape(_route_line(route))}[/dim]", highlight=False)
             elif isinstance(event, PlanChosen):
                 for line in describe(event.plan):
                     if line.startswith("layout:") and route and route.strategy is Strategy.RAG:
                         continue  # a whole-document layout says nothing of passages
-                    err.print(f"[dim]{line}[/dim]", highlight=False)
+                    err.print(f"[dim]{escape(line)}[/dim]", highlight=False)
             elif isinstance(event, AnswerToken):
                 out.print(event.text, end="", highlight=False, markup=False)
             elif isinstance(event, Escalated):
                 out.print()
                 err.print(
                     f"[yellow]That was attempt {len(event.attempt.attempts) + 1}, set aside:"
-                    f" {event.reason}[/yellow]",
+                    f" {escape(event.reason)}[/yellow]",
                     highlight=False,
                 )
                 route = event.route
-                err.print(f"[dim]{_route_line(route)}[/dim]", highlight=False)
+                err.print(f"[dim]{escape(_route_line(route))}[/dim]", highlight=False)
 
 
 def _print_answer(answer: Answer, as_json: bool) -> None:
@@ -713,11 +761,14 @@ def _print_answer(answer: Answer, as_json: bool) -> None:
     out.print()
     caveat = answer_caveat(answer)
     if caveat is not None and not answer.cancelled:
-        err.print(f"[yellow]{caveat}[/yellow]", highlight=False)
+        err.print(f"[yellow]{escape(caveat)}[/yellow]", highlight=False)
     if answer.citations:
         out.print("\nSources:", highlight=False)
         for citation in answer.citations:
-            out.print(f"  [cyan]{citation.location}[/cyan]  {citation.snippet}", highlight=False)
+            out.print(
+                f"  [cyan]{escape(citation.location)}[/cyan]  {escape(citation.snippet)}",
+                highlight=False,
+            )
     t = answer.timings
     first = f"{t.first_token_seconds:.2f} s" if t.first_token_seconds is not None else "-"
     reuse = "loaded saved KV state, " if t.state_loaded else ""
@@ -760,12 +811,18 @@ def batch(
     with assistant(ctx, **flags) as longread:
         rows = list(read_questions(questions))
         for bad in (row for row in rows if isinstance(row, BadLine)):
-            err.print(f"[yellow]skipped {questions.name} {bad}[/yellow]", highlight=False)
+            err.print(
+                f"[yellow]{escape(f'skipped {questions.name} {bad}')}[/yellow]", highlight=False
+            )
         done_before = answered_ids(output)
         todo = [r for r in rows if isinstance(r, BatchQuestion) and r.id not in done_before]
         skipped = sum(isinstance(r, BatchQuestion) for r in rows) - len(todo)
         if skipped:
-            err.print(f"{skipped} already answered in {output}; answering the other {len(todo)}")
+            err.print(
+                f"{skipped} already answered in {output}; answering the other {len(todo)}",
+                highlight=False,
+                markup=False,
+            )
         with open_output(output) as writer, _batch_progress(len(todo)) as progress:
             for item in todo:
                 try:
@@ -773,7 +830,8 @@ def batch(
                 except USER_ERRORS as error:
                     failed += 1
                     progress.console.print(
-                        f"[red]line {item.line} ({item.id}):[/red] {error}", highlight=False
+                        f"[red]line {item.line} ({escape(item.id)}):[/red] {escape(str(error))}",
+                        highlight=False,
                     )
                     progress.advance()
                     continue
@@ -879,35 +937,50 @@ def _batch_progress(total: int) -> Iterator[_BatchBar]:
 @models_cli.callback(invoke_without_command=True)
 def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the bundled default and the models you registered, with their profiles."""
+    from models.errors import ModelError
+
     if ctx.invoked_subcommand is not None:
         return
-    rows = []
+    rows: list[tuple[ModelEntry, ModelProfile | None, str | None]] = []
     with assistant(ctx) as longread:
         for entry in longread.models():
-            profile = None if entry.is_missing else longread.model_profile(entry)
-            rows.append((entry, profile))
+            # One unusable file (gone, cut short, damaged) is listed with its reason; it must
+            # not hide the others, and asking with it stays the error it is.
+            try:
+                rows.append((entry, longread.model_profile(entry), None))
+            except ModelError as error:
+                rows.append((entry, None, str(error)))
     if as_json:
-        _print_json([{"model": e, "missing": e.is_missing, "profile": p} for e, p in rows])
+        _print_json(
+            [
+                {"model": e, "missing": e.is_missing, "problem": problem, "profile": p}
+                for e, p, problem in rows
+            ]
+        )
         return
     table = Table()
     for column in ("name", "architecture", "params", "quant", "window"):
         table.add_column(column, no_wrap=True)
     table.add_column("file", ratio=1, overflow="fold")
-    for entry, profile in rows:
-        name = entry.name + (" *" if entry.is_default else "")
+    for entry, profile, _ in rows:
+        name = Text(entry.name + (" *" if entry.is_default else ""))
         if profile is None:
-            table.add_row(name, "[red]file missing[/red]", "", "", "", str(entry.path))
+            state = "file missing" if entry.is_missing else "unusable"
+            table.add_row(name, Text(state, style="red"), "", "", "", Text(str(entry.path)))
             continue
         params = f"{profile.parameter_count / 1e6:,.0f}M" if profile.parameter_count else "?"
         table.add_row(
             name,
-            profile.architecture,
+            Text(profile.architecture),
             params,
-            profile.file_type or "?",
+            Text(profile.file_type or "?"),
             f"{profile.context_length:,}",
-            entry.path.name,
+            Text(entry.path.name),
         )
     out.print(table)
+    for entry, _, problem in rows:
+        if problem is not None:
+            out.print(f"[red]{escape(entry.name)}:[/red] {escape(problem)}", highlight=False)
     out.print("* the default; `--json` shows each profile in full", highlight=False)
 
 
@@ -924,6 +997,7 @@ def models_add(
     out.print(
         f"added {entry.name}: {profile.architecture}, {profile.context_length:,}-token window",
         highlight=False,
+        markup=False,
     )
 
 
@@ -932,7 +1006,7 @@ def models_remove(ctx: typer.Context, name: str) -> None:
     """Forget a registered model (the file itself is left alone)."""
     with assistant(ctx) as longread:
         entry = longread.remove_model(name)
-    out.print(f"removed {entry.name} ({entry.path})", highlight=False)
+    out.print(f"removed {entry.name} ({entry.path})", highlight=False, markup=False)
 
 
 @cache_cli.callback(invoke_without_command=True)
@@ -950,7 +1024,7 @@ def cache_show(ctx: typer.Context) -> None:
     table = Table("document", "tokens", "size", "last used", "n_ctx", "KV")
     for entry in entries:
         table.add_row(
-            titles.get(entry.document_id, entry.document_id[:12]),
+            Text(titles.get(entry.document_id, entry.document_id[:12])),
             f"{entry.tokens:,}",
             _mib(entry.payload_bytes),
             entry.last_used.strftime("%Y-%m-%d %H:%M"),
@@ -985,19 +1059,22 @@ def bench_ingest(
             help="A PDF. Default: the 234-page Pride and Prejudice PDF in ../shared/corpus."
         ),
     ] = None,
-    runs: Annotated[int, typer.Option(help="Repetitions; the best is reported.")] = 1,
+    runs: Annotated[int, typer.Option(min=1, help="Repetitions; the best is reported.")] = 1,
 ) -> None:
     """Ingest throughput: pages/s reading, chunks/s chunking, and the whole pipeline."""
     from engine.bench.ingest import DEFAULT_BENCH_PDF, run_ingest_benchmark
 
     target = path or DEFAULT_BENCH_PDF
     if not target.is_file():
-        err.print(f"[red]error:[/red] {target} not found; pass a PDF to benchmark")
+        err.print(
+            f"[red]error:[/red] {escape(str(target))} not found; pass a PDF to benchmark",
+            highlight=False,
+        )
         raise typer.Exit(1)
-    err.print(f"benchmarking ingestion of {target} ...")
+    err.print(f"benchmarking ingestion of {target} ...", highlight=False, markup=False)
     started = time.perf_counter()
     result = run_ingest_benchmark(target, runs=runs)
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
     err.print(f"({time.perf_counter() - started:.1f} s)")
 
 
@@ -1005,7 +1082,7 @@ CORPUS_DIR = Path(__file__).resolve().parent.parent / "shared" / "corpus"
 
 
 def _say(message: str) -> None:
-    err.print(f"[dim]{message}[/dim]", highlight=False)
+    err.print(f"[dim]{escape(message)}[/dim]", highlight=False)
 
 
 @bench_cli.command("engine")
@@ -1013,22 +1090,27 @@ def bench_engine(
     model: Annotated[
         Path | None, typer.Option(help="A .gguf file. Default: the bundled model.")
     ] = None,
-    rounds: Annotated[int, typer.Option(help="Alternating rounds for the parity figure.")] = 3,
-    threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Alternating rounds for the parity figure.")
+    ] = 3,
+    threads: Annotated[int | None, typer.Option(min=1, help="llama.cpp threads.")] = None,
 ) -> None:
     """Prefill vs raw llama-cpp-python, cold vs cached follow-ups, KV planned vs allocated."""
     from engine.bench.engine import run_engine_benchmark
 
     result = run_engine_benchmark(model_path=model, threads=threads, rounds=rounds, progress=_say)
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
 
 
 @bench_cli.command("passkey")
 def bench_passkey(
     tokens: Annotated[
-        int, typer.Option(help="Prompt length; past 8,192 the default model needs RoPE scaling.")
+        int,
+        typer.Option(min=1, help="Prompt length; past 8,192 the default model needs RoPE scaling."),
     ] = 13000,
-    runs: Annotated[int, typer.Option(help="Documents (keys at random depths) per method.")] = 3,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Documents (keys at random depths) per method.")
+    ] = 3,
     methods: Annotated[
         str, typer.Option(help="Comma-separated: none, yarn, linear, ntk.")
     ] = "none,yarn",
@@ -1043,27 +1125,34 @@ def bench_passkey(
     try:
         chosen = tuple(RopeMethod(m.strip()) for m in methods.split(",") if m.strip())
     except ValueError:
-        err.print(f"[red]error:[/red] --methods takes none, yarn, linear, ntk; got {methods!r}")
+        err.print(
+            "[red]error:[/red] --methods takes none, yarn, linear, ntk;"
+            f" got {escape(repr(methods))}",
+            highlight=False,
+        )
         raise typer.Exit(2) from None
     result = run_passkey_benchmark(
         target_tokens=tokens, runs=runs, methods=chosen, model_path=model, progress=_say
     )
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
 
 
 @bench_cli.command("retrieval")
 def bench_retrieval(
     corpus: Annotated[Path, typer.Option(help="The shared corpus folder.")] = CORPUS_DIR,
-    queries: Annotated[int, typer.Option(help="LaRA questions used as queries.")] = 50,
+    queries: Annotated[int, typer.Option(min=1, help="LaRA questions used as queries.")] = 50,
 ) -> None:
     """Index build speed on real books, and search latency p50/p95 over the whole corpus."""
     from engine.bench.retrieval import run_retrieval_benchmark
 
     if not corpus.is_dir():
-        err.print(f"[red]error:[/red] corpus not found at {corpus}; pass --corpus")
+        err.print(
+            f"[red]error:[/red] corpus not found at {escape(str(corpus))}; pass --corpus",
+            highlight=False,
+        )
         raise typer.Exit(1)
     result = run_retrieval_benchmark(corpus, progress=_say, queries=queries)
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
 
 
 @bench_cli.command("beacons")
@@ -1119,7 +1208,7 @@ def bench_beacons(
     except USER_ERRORS as error:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from error
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
 
 
 @bench_cli.command(
@@ -1171,7 +1260,7 @@ def bench_beacons_qa(
     except USER_ERRORS as error:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from error
-    out.print(result.report(), highlight=False)
+    out.print(result.report(), highlight=False, markup=False)
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ class Assistant:
         file does not stop the others; its outcome carries the reason. An index that cannot
         be built leaves the document added, with a warning (`longread reindex` retries).
         """
-        options = ReadOptions(password=password)
+        options = ReadOptions(password=password, max_file_bytes=self.settings.ingest.max_file_bytes)
         for path in paths:
             outcome = yield from add_file(self.library, path, self.settings.chunking, options)
             if index and outcome.status is AddStatus.ADDED and outcome.document is not None:

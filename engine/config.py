@@ -6,9 +6,18 @@ unknown table or key is an error that lists the known ones, never silently ignor
 environment names a key as `LONGREAD_<SECTION>_<KEY>` (`LONGREAD_CHUNKING_MAX_TOKENS=800`);
 the data dir itself is `LONGREAD_HOME`, else the platform's user data dir.
 
+Values are checked against each field's type, never coerced across kinds: a whole number
+where one is expected (`600.5` and `true` are refused, not truncated), any number for a
+fraction, quoted text for text and choices. Text (every environment value) is parsed.
+The data dir is made here, once (`ensure_home`), private to its owner: it holds the full text
+of a person's books.
+
 `save_settings` writes changed keys back into the file (the TUI's settings screen uses it),
 keeping every other table and key, and refuses a value that would not load. `needs_reload`
 names the changes that take effect only when the model is loaded again.
+
+It does not read documents or models, and does not decide what a setting means beyond
+checking its range.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from engine.errors import ConfigError
 from engine.toml_writer import toml_document, write_atomic
@@ -29,6 +38,11 @@ from ingest.types import ChunkSettings
 
 CONFIG_FILE_NAME = "config.toml"
 ENV_PREFIX = "LONGREAD_"
+HOME_MODE = 0o700
+"""The data dir's permissions: only its owner may list or read the books it holds."""
+_ENVIRONMENT = "the environment"
+_HOME_FIX = "set LONGREAD_HOME (or pass --home) to a folder you can write to"
+_Number = TypeVar("_Number", int, float)
 
 
 def default_home() -> Path:
@@ -39,6 +53,64 @@ def default_home() -> Path:
     from platformdirs import user_data_path  # deferred: only needed without LONGREAD_HOME
 
     return user_data_path("longread", appauthor=False)
+
+
+def ensure_home(home: Path) -> Path:
+    """The data dir `home`, made (mode 0o700) if it is not there; ConfigError naming the path
+    and the fix when it is a file, lies under a file, or cannot be made or written in.
+
+    A folder that is already there keeps its permissions: it may be one the person chose
+    and shares on purpose, and changing the mode of a folder longread did not make would
+    be a surprise.
+    """
+    try:
+        return _made_home(home)
+    except OSError as error:  # a parent that cannot be searched, a read-only disk, ...
+        reason = error.strerror or str(error)
+        raise ConfigError(f"the data dir {home} cannot be made ({reason}); {_HOME_FIX}") from error
+
+
+def _made_home(home: Path) -> Path:
+    if home.is_dir():
+        if not os.access(home, os.W_OK | os.X_OK):
+            raise ConfigError(f"the data dir {home} is not writable; {_HOME_FIX}")
+        return home
+    if home.is_symlink():
+        raise ConfigError(
+            f"the data dir {home} is a link to {home.readlink()}, which is not a folder;"
+            f" {_HOME_FIX}"
+        )
+    if home.exists():
+        raise ConfigError(f"the data dir {home} is a file, not a folder; {_HOME_FIX}")
+    blocker = next((p for p in home.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(
+            f"the data dir {home} cannot be made: {blocker} is a file, not a folder; {_HOME_FIX}"
+        )
+    try:
+        home.mkdir(mode=HOME_MODE, parents=True)
+    except FileExistsError:
+        if home.is_dir():  # made by another process in the meantime
+            return home
+        raise
+    # mkdir's mode passes through the umask; the books' privacy must not depend on it.
+    home.chmod(HOME_MODE)
+    return home
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What `add` will read."""
+
+    max_file_mb: int = 512  # the biggest file read, in MiB; a bigger one is refused unread
+
+    def __post_init__(self) -> None:
+        if self.max_file_mb < 1:
+            raise ValueError(f"max_file_mb must be at least 1, got {self.max_file_mb}")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,10 +142,13 @@ class ContextSettings:
     def __post_init__(self) -> None:
         if self.gpu_layers < -1:
             raise ValueError(f"gpu_layers must be -1 (automatic) or more, got {self.gpu_layers}")
-        if self.kv_type != "auto":
-            KVCacheType(self.kv_type)
-        if self.layout != "auto":
-            PromptLayout(self.layout)
+        for key, value, kind in (
+            ("kv_type", self.kv_type, KVCacheType),
+            ("layout", self.layout, PromptLayout),
+        ):
+            choices = ["auto", *(member.value for member in kind)]
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
         if not 1.0 <= self.max_rope_factor <= 32.0:
             raise ValueError(
                 f"max_rope_factor must be between 1 and 32, got {self.max_rope_factor}"
@@ -171,6 +246,7 @@ class Settings:
 
     home: Path = field(default_factory=default_home)
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
@@ -192,18 +268,21 @@ def load_settings(
 ) -> Settings:
     """Build Settings from defaults, the TOML file, the environment and `overrides`.
 
-    `overrides` is {section: {key: value}} from CLI flags; None values are left out.
+    `overrides` is {section: {key: value}} from CLI flags; None values are left out. The data
+    dir is made if missing (`ensure_home`), before its config file is looked for.
     """
     environ = os.environ if environ is None else environ
     resolved_home = home or (
         Path(environ["LONGREAD_HOME"]).expanduser() if environ.get("LONGREAD_HOME") else None
     )
-    resolved_home = resolved_home or default_home()
+    resolved_home = ensure_home(resolved_home or default_home())
     path = config_path or resolved_home / CONFIG_FILE_NAME
     layers: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = []
-    if config_path is not None or path.is_file():
+    # Anything at the default path is read, so a folder or a broken file there is reported
+    # rather than skipped (and then overwritten by the settings screen).
+    if config_path is not None or path.exists():
         layers.append((str(path), _read_toml(path)))
-    layers.append(("the environment", _from_environment(environ)))
+    layers.append((_ENVIRONMENT, _from_environment(environ)))
     if overrides:
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
         layers.append(("command-line flags", cleaned))
@@ -310,12 +389,16 @@ def _sections(layers: list[tuple[str, Mapping[str, Mapping[str, Any]]]]) -> dict
     sections: dict[str, Any] = {}
     for name, section_type in _section_types().items():
         values: dict[str, Any] = {}
+        origins: list[str] = []
         for origin, layer in layers:
-            values.update(_checked(layer.get(name, {}), section_type, name, origin))
+            checked = _checked(layer.get(name, {}), section_type, name, origin)
+            values.update(checked)
+            origins += [origin] if checked else []
         try:
             sections[name] = section_type(**values)
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"[{name}] settings are invalid: {error}") from error
+            where = f" (set in {' and '.join(origins)})" if origins else ""
+            raise ConfigError(f"[{name}] settings are invalid{where}: {error}") from error
     for origin, layer in layers:
         unknown = set(layer) - set(sections)
         if unknown:
@@ -332,13 +415,26 @@ def _section_types() -> dict[str, type]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's tables; ConfigError naming the file and the fix for anything else."""
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError as error:
         raise ConfigError(f"config file {path} does not exist") from error
+    except IsADirectoryError as error:
+        raise ConfigError(
+            f"config file {path} is a folder; give the path of a TOML file"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start} cannot be read);"
+            " save it as UTF-8, or give the path of the TOML file"
+        ) from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"config file {path} cannot be read ({reason})") from error
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -365,34 +461,78 @@ def _checked(
             raise ConfigError(
                 f"unknown setting {section}.{key} in {origin}; known: {', '.join(sorted(known))}"
             )
-        converted[key] = _convert(value, hints[key], f"{section}.{key}", origin)
+        where = f"{section}.{key} in {origin}"
+        if origin == _ENVIRONMENT:
+            where = f"{environment_variable(section, key)} in the environment ({section}.{key})"
+        try:
+            converted[key] = _convert(value, hints[key])
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from error
     return converted
 
 
-def _convert(value: Any, target: Any, name: str, origin: str) -> Any:
-    """Coerce strings from the environment (and check TOML values) to the field's type."""
-    try:
-        if target is bool:
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(f"expected true or false, got {value!r}")
-        if target is int:
-            if isinstance(value, bool):
-                raise ValueError(f"expected a whole number, got {value!r}")
-            return int(value)
-        if target is float:
-            return float(value)
-        if target is Path or target == (Path | None):
-            return Path(str(value)).expanduser()
-        if isinstance(target, type) and issubclass(target, Enum):
-            return target(value)
-        if target is str or target == (str | None):
-            return str(value)
-    except ValueError as error:
-        raise ConfigError(f"{name} from {origin}: {error}") from error
+def _convert(value: Any, target: Any) -> Any:
+    """`value` as the field type `target`; ValueError saying what was expected.
+
+    Text is parsed (the environment's values are all text); any other value must already be
+    of the right kind: a TOML `600.5` or `true` is not a whole number, and a list is not a
+    number. A whole number is accepted where a fraction is expected.
+    """
+    text = value if isinstance(value, str) else None
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = (text or "").strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"expected true or false, got {_shown(value)}")
+    if target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        parsed = _parsed(int, text)
+        if parsed is None:
+            raise ValueError(f"expected a whole number, got {_shown(value)}")
+        return parsed
+    if target is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number: float | None = float(value)
+        else:
+            number = _parsed(float, text)
+        if number is None:
+            raise ValueError(f"expected a number, got {_shown(value)}")
+        return number  # inf is meant (no latency budget); each section checks its range
+    if isinstance(target, type) and issubclass(target, Enum):
+        if isinstance(value, target):
+            return value
+        choices = [str(member.value) for member in target]
+        if text is None or text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {_shown(value)}")
+        return target(text)
+    if target is Path or target == (Path | None):
+        if text is None:
+            raise ValueError(f"expected a path in quotes, got {_shown(value)}")
+        return Path(text).expanduser()
+    if target is str or target == (str | None):
+        if text is None:
+            raise ValueError(f"expected text in quotes, got {_shown(value)}")
+        return str(text)  # a StrEnum's plain value
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value as the person wrote it: TOML's `true`, not Python's `True`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _parsed(kind: type[_Number], text: str | None) -> _Number | None:
+    """`text` read as an int or a float, or None when there is no text or it is not one."""
+    if text is None:
+        return None
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return None

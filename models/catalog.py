@@ -274,8 +274,11 @@ def _stat_or_missing(path: Path) -> os.stat_result:
 
 
 def _hash_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:  # unreadable (permissions), or a folder where the file was
+        raise ModelError(f"{path} cannot be read: {exc}") from exc
 
 
 def _load_sha256_cache(cache_file: Path) -> dict[str, Any]:

@@ -120,3 +120,17 @@ def test_tui_reports_a_bad_config_before_drawing_anything(isolated_home: Path) -
     result = runner.invoke(cli, ["tui"])
     assert result.exit_code == 1
     assert "unknown section 'nonsense'" in result.output
+
+
+def test_titles_and_paths_with_brackets_are_printed_as_written(tmp_path: Path) -> None:
+    """Rich markup in a title ("[bold]", "[draft]") is text, not styling that eats it."""
+    novel = _write(tmp_path, "[draft] notes.md", "# Notes [draft] [bold]x\n\nThe tide turned.\n")
+    added = runner.invoke(cli, ["add", str(novel)])
+    assert added.exit_code == 0, added.output
+    assert "Notes [draft] [bold]x" in added.output
+    table = runner.invoke(cli, ["list"], env={"COLUMNS": "200"})
+    assert "Notes [draft] [bold]x" in table.output
+    shown = runner.invoke(cli, ["show", "notes"])
+    assert "Notes [draft] [bold]x" in shown.output and "[draft] notes.md" in shown.output
+    removed = runner.invoke(cli, ["remove", "notes"])
+    assert "Notes [draft] [bold]x" in removed.output

@@ -328,8 +328,8 @@ class Retrieval:
     ) -> None:
         """`indexes` builds a document's index where it is missing or stale (yielding
         progress); `search(question, document_id, k)` ranks its chunks; `window_tokens` is
-        the largest window a retrieval answer may use on a model; `rarity` weighs a
-        document's terms for `retrieval_confidence`."""
+        the window a retrieval answer uses on a model (a long question widens it, see
+        `_tokens_needed`); `rarity` weighs a document's terms for `retrieval_confidence`."""
         self._indexes = indexes
         self._search = search
         self._rarity = rarity
@@ -350,9 +350,16 @@ class Retrieval:
 
     def _tokens_needed(self, ask: AskContext) -> int:
         """The passages that fit the retrieval window, the question (twice), instructions
-        and the answer: a small window prefills fast."""
-        cap = self._window_tokens(ask.profile)
+        and the answer: a small window prefills fast.
+
+        A long question would crowd the passages out of the configured window, and the
+        answer would then be "nothing fits", blaming passages that are not the problem: the
+        window grows (up to the model's trained one) so that passages keep at least half the
+        configured window. Short questions are unaffected.
+        """
         fixed = 2 * ask.question_tokens + PROMPT_OVERHEAD_TOKENS + ask.max_answer_tokens
+        configured = self._window_tokens(ask.profile)
+        cap = max(configured, min(fixed + configured // 2, ask.profile.context_length))
         needed = fixed
         for hit in self._hits:
             passage = self._count_tokens(ask.profile, hit.chunk.text) + PASSAGE_LABEL_TOKENS
