@@ -155,12 +155,12 @@ def tui(ctx: typer.Context) -> None:
 
     try:
         settings = load_settings(config_path=ctx.obj["config"], home=ctx.obj["home"])
+        from app.app import run_tui  # Textual loads only for the TUI
+
+        run_tui(settings)
     except USER_ERRORS as error:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from error
-    from app.app import run_tui  # Textual loads only for the TUI
-
-    run_tui(settings)
 
 
 def _print_json(value: Any) -> None:
@@ -216,7 +216,9 @@ def _progress() -> Progress:
 @cli.command()
 def add(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Books and PDFs to add.")],
+    # readable=False: typer's check would reject the whole command for one unreadable
+    # file; each file's own outcome says so instead, and the others are still added.
+    paths: Annotated[list[Path], typer.Argument(help="Books and PDFs to add.", readable=False)],
     password: Annotated[
         str | None, typer.Option("--password", help="Password of encrypted PDFs.")
     ] = None,

@@ -21,32 +21,21 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner, Result
 
 from ingest.library import DATABASE_NAME
 from ingest.pipeline import AddStatus, FileOutcome
-from main import _outcome_line, cli
+from main import _outcome_line
+from tests.cli_runner import invoke
 from tests.conftest import REPO_ROOT
 from tests.gguf_factory import gguf_bytes, llama_metadata, truncated, write_gguf
-
-runner = CliRunner()
 
 DOCUMENT = "# Harbour Lights\n\nThe ferry came in at dawn, and the lamps were put out.\n"
 LONG_QUESTION = "Why did the ferry come in at dawn and not at dusk? " * 1000  # 51,000 chars
 
 
-def _run(*args: str) -> Result:
-    """The CLI run in-process; an exception that escaped it (a traceback) fails the test."""
-    result = runner.invoke(cli, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"unhandled {result.exception!r}:\n{result.output}")
-    assert "Traceback" not in result.output
-    return result
-
-
 def _fails(expected_status: int, *args: str) -> str:
     """The output of a run that must end with `expected_status`, on one `error:` line."""
-    result = _run(*args)
+    result = invoke(*args)
     assert result.exit_code == expected_status, result.output
     return result.output
 
@@ -232,15 +221,15 @@ def test_a_model_cut_short_is_listed_as_unusable_and_the_rest_still_are(
     home = ["--home", str(library)]
     data = gguf_bytes(llama_metadata())
     model = write_gguf(tmp_path / "short.gguf", data)
-    assert _run(*home, "models", "add", str(model), "--name", "short").exit_code == 0
+    assert invoke(*home, "models", "add", str(model), "--name", "short").exit_code == 0
     try:
         model.write_bytes(truncated(data, 0.5))
-        table = _run(*home, "models")
+        table = invoke(*home, "models")
         assert table.exit_code == 0, table.output
         assert "default" in table.output and "unusable" in table.output
         assert "short: " in table.output and "cut short" in table.output
 
-        listed = json.loads(_run(*home, "models", "--json").stdout)
+        listed = json.loads(invoke(*home, "models", "--json").stdout)
         by_name = {item["model"]["name"]: item for item in listed}
         assert by_name["default"]["problem"] is None and by_name["default"]["profile"]
         assert by_name["short"]["profile"] is None and "cut short" in by_name["short"]["problem"]
@@ -250,7 +239,7 @@ def test_a_model_cut_short_is_listed_as_unusable_and_the_rest_still_are(
         assert "short.gguf" in asked and "cut short" in asked
         assert _snapshot(library) == before
     finally:
-        _run(*home, "models", "remove", "short")
+        invoke(*home, "models", "remove", "short")
 
 
 # -- questions ---------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import errno
 import hashlib
 import os
 import random
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from ingest.schema import CURRENT_VERSION, migration_backup_path
 from ingest.types import BeaconSetKey, Chunk, ChunkSettings, Document, ExtractedText, StoredBeacon
 from tests.conftest import REPO_ROOT
 from tests.library_checks import assert_consistent, sample_document
+from tests.unprivileged import permission_bound, skip_if_setpriv_refused
 
 PAGE = 4096
 GARBAGE = 8 * 1024
@@ -184,8 +184,6 @@ try:
 except Exception as error:
     print(type(error).__name__, error)
 """
-# The capabilities that let root ignore permission bits.
-_ROOT_OVERRIDES = "-dac_override,-dac_read_search"
 
 
 def test_a_read_only_data_dir_as_root_is_checked_without_roots_override(
@@ -197,24 +195,13 @@ def test_a_read_only_data_dir_as_root_is_checked_without_roots_override(
     user can reach, which a venv under /root is not."""
     if os.geteuid() != 0:
         pytest.skip("not root: the test above covers a read-only data dir")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is not installed")
+    command = permission_bound([sys.executable, "-c", _OPEN_AND_LIST])
     home = tmp_path / "home"
     path = _write(home, made.healthy)
     _read_only(home)
     try:
         child = subprocess.run(
-            [
-                setpriv,
-                f"--inh-caps={_ROOT_OVERRIDES}",
-                f"--bounding-set={_ROOT_OVERRIDES}",
-                "--",
-                sys.executable,
-                "-c",
-                _OPEN_AND_LIST,
-                str(home),
-            ],
+            [*command, str(home)],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -223,8 +210,7 @@ def test_a_read_only_data_dir_as_root_is_checked_without_roots_override(
     finally:
         home.chmod(0o755)
     out = child.stdout + child.stderr
-    if out.startswith("setpriv:"):
-        pytest.skip(f"setpriv cannot drop capabilities here: {out}")
+    skip_if_setpriv_refused(out)
     assert out.startswith("LibraryReadOnlyError"), out
     assert f"the data dir {home} is read-only" in out
     assert path.read_bytes() == made.healthy
