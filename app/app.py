@@ -95,8 +95,13 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
 
 
 def run_tui(settings: Settings) -> None:
-    """Run the TUI until the person quits, then free the model and the library."""
+    """Run the TUI until the person quits, then free the model and the library.
+
+    The library is read once before the app starts, so a damaged or read-only one raises
+    its clear error here, for the CLI to print, rather than inside the app's first frame.
+    """
     with Assistant(settings) as assistant:
+        assistant.documents()
         create_app(assistant=assistant).run()
 
 

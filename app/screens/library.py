@@ -94,8 +94,13 @@ class LibraryScreen(Screen[None]):
         """Re-read the library (fast, SQLite) and recompute plans in the background."""
         table = self.query_one(DataTable)
         selected = self._selected_id()
+        try:
+            documents = self.assistant.documents()
+        except USER_ERRORS as error:  # the library went bad mid-session: say so, keep the table
+            self.notify(str(error), severity="error", timeout=30)
+            return
         table.clear()
-        self._documents = {d.id: d for d in self.assistant.documents()}
+        self._documents = {d.id: d for d in documents}
         statuses = self.assistant.document_statuses(self._documents)
         for document, status in zip(self._documents.values(), statuses, strict=True):
             table.add_row(
