@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.generators import run_to_end
+from engine.grounding import TermRarity
 from engine.llm import ChatMessage, Role
 from engine.prompts import (
     PASSAGE_SEPARATOR,
@@ -21,9 +24,11 @@ from engine.prompts import (
     rag_messages,
     render_passage,
 )
+from engine.strategies.base import AskContext
 from engine.strategies.rag import (
     NOTHING_FITS,
     NOTHING_FOUND,
+    Retrieval,
     answer_with_passages,
     order_for_attention,
     pack_passages,
@@ -41,10 +46,11 @@ from engine.types import (
     Strategy,
     Verdict,
 )
-from ingest.types import Chunk
+from ingest.types import Chunk, Document, Format
+from models.catalog import ModelEntry
 from retrieval.types import Hit
 from tests.fake_llm import FakeLLM
-from tests.model_fixtures import hand_plan
+from tests.model_fixtures import hand_plan, smollm2_profile
 
 DOC_A = "a" * 64
 DOC_B = "b" * 64
@@ -501,3 +507,61 @@ def test_the_bundled_model_answers_a_planted_fact_from_retrieved_passages(
     assert "Captain Pickle" in done.answer.text, done.answer.text
     assert done.answer.verdict is Verdict.ANSWERED
     assert done.answer.timings.prompt_tokens <= 1024
+
+
+# -- the retrieval window ----------------------------------------------------------------
+
+
+def _retrieval_tokens_needed(question_tokens: int, window: int) -> tuple[int, int]:
+    """What Retrieval.prepare asks of the plan for a question of `question_tokens` with
+    eight 300-word hits and a configured window of `window`; and the model's window."""
+    profile = smollm2_profile()
+    hits = [make_hit(rank, " ".join(["w"] * 300)) for rank in range(1, 9)]
+    retrieval = Retrieval(
+        indexes=lambda document_id: iter(()),
+        search=lambda question, document_id, k: hits[:k],
+        top_k=8,
+        window_tokens=lambda _: window,
+        count_tokens=lambda _, text: len(text.split()),
+        rarity=lambda document_id: TermRarity(chunk_count=1, document_frequency={}),
+    )
+    document = Document(
+        id=DOC_A,
+        title="Book",
+        source_path="/book.txt",
+        format=Format.TEXT,
+        page_count=None,
+        section_count=1,
+        token_count=10_000,
+        chunk_count=8,
+        byte_size=1,
+        added_at=datetime.now(UTC),
+    )
+    ask_context = AskContext(
+        document=document,
+        text="",
+        sections=(),
+        rendered="",
+        document_tokens=10_000,
+        model=ModelEntry("default", Path("model.gguf")),
+        profile=profile,
+        backend=Backend.CPU,
+        memory_budget=1 << 30,
+        question="Q " * question_tokens,
+        question_tokens=question_tokens,
+        max_answer_tokens=384,
+    )
+    needed = run_to_end(retrieval.prepare(ask_context, None), lambda _progress: None)
+    return needed, profile.context_length
+
+
+def test_a_long_question_widens_the_retrieval_window_so_passages_still_fit() -> None:
+    short, _ = _retrieval_tokens_needed(question_tokens=20, window=4096)
+    assert short <= 4096  # a short question keeps the configured window
+    long_question = 2000  # 2 x 2000 + instructions + answer: more than 4096 alone
+    needed, model_window = _retrieval_tokens_needed(question_tokens=long_question, window=4096)
+    fixed = 2 * long_question + 96 + 384
+    assert fixed > 4096
+    passages = needed - fixed
+    print(f"passages beside a {long_question}-token question: {passages} tokens")
+    assert 4096 // 2 - 310 <= passages <= 4096 // 2 and needed <= model_window

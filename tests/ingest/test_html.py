@@ -10,18 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.generators import run_to_end
 from ingest.errors import EmptyFileError
 from ingest.html import decode_markup, parse_html, read_html
 from ingest.types import ExtractedText, Format, ReadOptions, ReadProgress, SectionKind
 
 
 def run(reader: Generator[ReadProgress, None, ExtractedText]) -> ExtractedText:
-    try:
-        while True:
-            next(reader)
-    except StopIteration as finished:
-        result: ExtractedText = finished.value
-        return result
+    return run_to_end(reader, lambda _progress: None)
 
 
 def read(markup: str | bytes, name: str = "page.html") -> ExtractedText:

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.generators import run_to_end
 from ingest.errors import DamagedFileError, IngestError, TooLargeError, UnsupportedFormatError
 from ingest.readers import reader_for
 from ingest.sniff import sniff_format
@@ -177,12 +178,7 @@ def rezipped(members: dict[str, bytes]) -> bytes:
 def read(data: bytes, name: str) -> ExtractedText:
     """Sniff and read to the end, as the pipeline does."""
     reader = reader_for(sniff_format(data, name))(data, name, ReadOptions())
-    try:
-        while True:
-            next(reader)
-    except StopIteration as finished:
-        result: ExtractedText = finished.value
-        return result
+    return run_to_end(reader, lambda _progress: None)
 
 
 def read_to_the_end(data: bytes, name: str) -> ExtractedText | None:
