@@ -825,7 +825,11 @@ def batch(
                 highlight=False,
                 markup=False,
             )
-        with open_output(output) as writer, _batch_progress(len(todo)) as progress:
+        with (
+            open_output(output) as writer,
+            _batch_progress(len(todo)) as progress,
+            _ctrl_c_sets(cancel),
+        ):
             for item in todo:
                 try:
                     record = _answer_batch_question(longread, item, doc, model, cancel)
@@ -837,12 +841,13 @@ def batch(
                     )
                     progress.advance()
                     continue
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # a second Ctrl-C: stop now
                     cancel.set()
+                if cancel.is_set():  # the answer in progress was cut short: not kept
                     err.print(
                         "[yellow]cancelled; answers so far are kept, re-run to resume[/yellow]"
                     )
-                    raise typer.Exit(130) from None
+                    raise typer.Exit(130)
                 writer.write(record)
                 progress.advance()
     bad_lines = sum(isinstance(r, BadLine) for r in rows)

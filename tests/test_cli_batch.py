@@ -100,3 +100,33 @@ def test_a_killed_batch_resumes_and_answers_each_question_once(
     code = next(r for r in records if r["id"] == "code")
     assert code["answer"].strip() and code["route"]["strategy"] == "long"
     assert code["timings"]["prompt_tokens"] > 0 and code["line"] == 2
+
+
+def test_ctrl_c_stops_a_batch_keeping_only_finished_answers(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """Ctrl-C sets the cancel event (a KeyboardInterrupt can be lost inside llama.cpp's
+    callbacks): the answer in progress stops and is not written, the run exits 130."""
+    letter = tmp_path / "letter.md"
+    letter.write_text(LETTER, encoding="utf-8")
+    settings = load_settings(environ={"LONGREAD_HOME": str(isolated_home)})
+    with Assistant(settings, embedder=FakeEmbedder()) as assistant:
+        list(assistant.add([letter], index=False))
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(q) for q in QUESTIONS) + "\n", encoding="utf-8")
+    output = tmp_path / "answers.jsonl"
+
+    running = _batch(isolated_home, questions, output)
+    deadline = time.monotonic() + 300
+    while not _answered(output) and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running.send_signal(signal.SIGINT)
+    _, stderr = running.communicate(timeout=120)
+    answered = _answered(output)
+    print(f"answered before Ctrl-C: {len(answered)} of {len(QUESTIONS)}")
+    assert running.returncode == 130, stderr
+    assert "cancelled; answers so far are kept" in stderr and "Traceback" not in stderr
+    assert 1 <= len(answered) < len(QUESTIONS)
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(answered), "only whole records are written"
+    assert all(json.loads(line)["answer"].strip() for line in lines)
