@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
@@ -31,6 +29,7 @@ from ingest.types import (
     Section,
 )
 from tests.library_checks import assert_consistent, table_counts
+from tests.measured import run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,43 +61,18 @@ _CHUNK_A_GENERATED_TEXT = textwrap.dedent(
 )
 
 
-def _run_measured(code: str, *args: str) -> tuple[str, float, float]:
-    """Run `python -c code args` from the repo root: (stdout, wall seconds, peak RSS in MB).
-
-    The peak is this child's own, from wait4: RUSAGE_CHILDREN would be the largest of every
-    child this test process ever had, and other tests start big ones (the CLI, models).
-    """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-c", code, *args], cwd=REPO_ROOT, stdout=out, stderr=err
-        )
-        stopper = threading.Timer(MAX_SECONDS * 4, child.kill)  # a hang fails, not stalls
-        stopper.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            stopper.cancel()
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
-        err.seek(0)
-        assert child.returncode == 0, err.read()
-        # Linux reports kilobytes, macOS bytes.
-        peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-        return out.read(), seconds, peak
-
-
 @pytest.mark.parametrize(
     "sentence_end",
     [pytest.param("", id="no sentence ends"), pytest.param(".", id="every word a sentence")],
 )
 def test_chunking_text_whatever_its_punctuation_is_fast_and_small(sentence_end: str) -> None:
-    output, seconds, peak = _run_measured(_CHUNK_A_GENERATED_TEXT, sentence_end)
-    characters, chunks = output.split()
-    print(f"{characters} characters, {chunks} chunks: {seconds:.1f} s, peak {peak:.0f} MB")
-    assert seconds < MAX_SECONDS
-    assert peak < MAX_RSS_MB
+    run = run_measured(_CHUNK_A_GENERATED_TEXT, sentence_end, timeout=MAX_SECONDS * 4)
+    characters, chunks = run.output.split()
+    print(
+        f"{characters} characters, {chunks} chunks: {run.seconds:.1f} s, peak {run.peak_mb:.0f} MB"
+    )
+    assert run.seconds < MAX_SECONDS
+    assert run.peak_mb < MAX_RSS_MB
 
 
 # --------------------------------------------------------------------------------------------

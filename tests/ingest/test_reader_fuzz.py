@@ -11,10 +11,6 @@ measured alone.
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +25,7 @@ from ingest.readers import reader_for
 from ingest.sniff import sniff_format
 from ingest.types import ExtractedText, Format, ReadOptions
 from tests.epub_factory import bomb_epub, bomb_zip, build_epub, zip_members
+from tests.measured import run_measured
 from tests.pdf_factory import make_image_pdf, make_pdf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -279,7 +276,7 @@ def test_an_html_page_declaring_a_codec_that_is_no_encoding_is_read() -> None:
 # Decompression bombs, read in a fresh interpreter
 
 _READ_AND_MEASURE = """
-import json, re, resource, sys
+import resource, sys
 from pathlib import Path
 from ingest.errors import IngestError
 from ingest.readers import reader_for
@@ -297,11 +294,7 @@ try:
         pass
 except IngestError as error:
     outcome = f"{type(error).__name__}: {error}"
-# ru_maxrss counts the parent's memory at fork time too; Linux's VmHWM is this program's own.
-status = Path("/proc/self/status")
-found = re.search(r"VmHWM:\\s*(\\d+) kB", status.read_text()) if status.exists() else None
-peak_kb = int(found[1]) if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"outcome": outcome, "peak_kb": peak_kb}))
+print(outcome)
 """
 # Far below the old behaviour (the EPUB bomb ran past 120 s and 10 GB, the mimetype bomb
 # took 6.9 s and 2.5 GB) and far above the new (well under a second and 100 MB), so a
@@ -311,25 +304,11 @@ _MAX_PEAK_MB = 600
 
 
 def _read_in_a_fresh_interpreter(path: Path) -> str:
-    started = time.monotonic()
-    # The child reports its own peak: RUSAGE_CHILDREN would mix in every child this test
-    # session ran before it.
-    finished = subprocess.run(
-        [sys.executable, "-c", _READ_AND_MEASURE, str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    seconds = time.monotonic() - started
-    report = json.loads(finished.stdout)
-    peak_mb = report["peak_kb"] / 1024
-    print(f"{path.name}: {seconds:.2f} s, peak {peak_mb:.0f} MB: {report['outcome']}")
-    assert seconds < _MAX_SECONDS
-    assert peak_mb < _MAX_PEAK_MB
-    outcome: str = report["outcome"]
-    return outcome
+    run = run_measured(_READ_AND_MEASURE, str(path), timeout=120)
+    print(f"{path.name}: {run.seconds:.2f} s, peak {run.peak_mb:.0f} MB: {run.output}")
+    assert run.seconds < _MAX_SECONDS
+    assert run.peak_mb < _MAX_PEAK_MB
+    return run.output
 
 
 def test_an_epub_whose_chapter_inflates_to_100_mb_is_refused_quickly(tmp_path: Path) -> None:
