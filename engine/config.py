@@ -6,11 +6,9 @@ unknown table or key is an error that lists the known ones, never silently ignor
 environment names a key as `LONGREAD_<SECTION>_<KEY>` (`LONGREAD_CHUNKING_MAX_TOKENS=800`);
 the data dir itself is `LONGREAD_HOME`, else the platform's user data dir.
 
-Values are checked against each field's type, never coerced across kinds: a whole number
-where one is expected (`600.5` and `true` are refused, not truncated), any number for a
-fraction, quoted text for text and choices. Text (every environment value) is parsed.
-The data dir is made here, once (`ensure_home`), private to its owner: it holds the full text
-of a person's books.
+Values are checked against each field's type, never coerced across kinds
+(engine/setting_values.py: `600.5` is not a whole number). The data dir is made when
+settings load, private to its owner (engine/home.py).
 
 `save_settings` writes changed keys back into the file (the TUI's settings screen uses it),
 keeping every other table and key, and refuses a value that would not load. `needs_reload`
@@ -27,75 +25,19 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, get_type_hints
 
 from engine.errors import ConfigError
+from engine.home import default_home, ensure_home
+from engine.setting_values import setting_value
 from engine.toml_writer import toml_document, write_atomic
 from engine.types import KVCacheType, PromptLayout, RopeMethod, Strategy
 from ingest.types import ChunkSettings
 
 CONFIG_FILE_NAME = "config.toml"
 ENV_PREFIX = "LONGREAD_"
-HOME_MODE = 0o700
-"""The data dir's permissions: only its owner may list or read the books it holds."""
 _ENVIRONMENT = "the environment"
-_HOME_FIX = "set LONGREAD_HOME (or pass --home) to a folder you can write to"
-_Number = TypeVar("_Number", int, float)
-
-
-def default_home() -> Path:
-    """The data dir: `LONGREAD_HOME`, else the platform's user data dir for longread."""
-    explicit = os.environ.get("LONGREAD_HOME")
-    if explicit:
-        return Path(explicit).expanduser()
-    from platformdirs import user_data_path  # deferred: only needed without LONGREAD_HOME
-
-    return user_data_path("longread", appauthor=False)
-
-
-def ensure_home(home: Path) -> Path:
-    """The data dir `home`, made (mode 0o700) if it is not there; ConfigError naming the path
-    and the fix when it is a file, lies under a file, or cannot be made or written in.
-
-    A folder that is already there keeps its permissions: it may be one the person chose
-    and shares on purpose, and changing the mode of a folder longread did not make would
-    be a surprise.
-    """
-    try:
-        return _made_home(home)
-    except OSError as error:  # a parent that cannot be searched, a read-only disk, ...
-        reason = error.strerror or str(error)
-        raise ConfigError(f"the data dir {home} cannot be made ({reason}); {_HOME_FIX}") from error
-
-
-def _made_home(home: Path) -> Path:
-    if home.is_dir():
-        if not os.access(home, os.W_OK | os.X_OK):
-            raise ConfigError(f"the data dir {home} is not writable; {_HOME_FIX}")
-        return home
-    if home.is_symlink():
-        raise ConfigError(
-            f"the data dir {home} is a link to {home.readlink()}, which is not a folder;"
-            f" {_HOME_FIX}"
-        )
-    if home.exists():
-        raise ConfigError(f"the data dir {home} is a file, not a folder; {_HOME_FIX}")
-    blocker = next((p for p in home.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(
-            f"the data dir {home} cannot be made: {blocker} is a file, not a folder; {_HOME_FIX}"
-        )
-    try:
-        home.mkdir(mode=HOME_MODE, parents=True)
-    except FileExistsError:
-        if home.is_dir():  # made by another process in the meantime
-            return home
-        raise
-    # mkdir's mode passes through the umask; the books' privacy must not depend on it.
-    home.chmod(HOME_MODE)
-    return home
 
 
 @dataclass(frozen=True)
@@ -465,74 +407,7 @@ def _checked(
         if origin == _ENVIRONMENT:
             where = f"{environment_variable(section, key)} in the environment ({section}.{key})"
         try:
-            converted[key] = _convert(value, hints[key])
+            converted[key] = setting_value(value, hints[key])
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from error
     return converted
-
-
-def _convert(value: Any, target: Any) -> Any:
-    """`value` as the field type `target`; ValueError saying what was expected.
-
-    Text is parsed (the environment's values are all text); any other value must already be
-    of the right kind: a TOML `600.5` or `true` is not a whole number, and a list is not a
-    number. A whole number is accepted where a fraction is expected.
-    """
-    text = value if isinstance(value, str) else None
-    if target is bool:
-        if isinstance(value, bool):
-            return value
-        lowered = (text or "").strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"expected true or false, got {_shown(value)}")
-    if target is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        parsed = _parsed(int, text)
-        if parsed is None:
-            raise ValueError(f"expected a whole number, got {_shown(value)}")
-        return parsed
-    if target is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number: float | None = float(value)
-        else:
-            number = _parsed(float, text)
-        if number is None:
-            raise ValueError(f"expected a number, got {_shown(value)}")
-        return number  # inf is meant (no latency budget); each section checks its range
-    if isinstance(target, type) and issubclass(target, Enum):
-        if isinstance(value, target):
-            return value
-        choices = [str(member.value) for member in target]
-        if text is None or text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {_shown(value)}")
-        return target(text)
-    if target is Path or target == (Path | None):
-        if text is None:
-            raise ValueError(f"expected a path in quotes, got {_shown(value)}")
-        return Path(text).expanduser()
-    if target is str or target == (str | None):
-        if text is None:
-            raise ValueError(f"expected text in quotes, got {_shown(value)}")
-        return str(text)  # a StrEnum's plain value
-    return value
-
-
-def _shown(value: Any) -> str:
-    """A value as the person wrote it: TOML's `true`, not Python's `True`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def _parsed(kind: type[_Number], text: str | None) -> _Number | None:
-    """`text` read as an int or a float, or None when there is no text or it is not one."""
-    if text is None:
-        return None
-    try:
-        return kind(text.strip())
-    except ValueError:
-        return None

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import IngestSettings, ensure_home, load_settings
+from engine.config import IngestSettings, load_settings
 from engine.errors import ConfigError
+from engine.home import ensure_home
 from ingest.types import ChunkSettings
 
 
