@@ -151,9 +151,16 @@ def damage_found(db: sqlite3.Connection) -> str | None:
         if is_damage(error):
             return str(error)
         raise
-    problems = [str(row[0]) for row in rows]
-    if problems == ["ok"]:
+    if [str(row[0]) for row in rows] == ["ok"]:
         return None
+    # A row may hold several problems a line each under a "*** in database main ***"
+    # header: a problem a line, so the message stays one line however many there are.
+    problems = [
+        line.strip()
+        for row in rows
+        for line in str(row[0]).splitlines()
+        if line.strip() and not line.startswith("***")
+    ]
     shown = "; ".join(problems[:_DAMAGE_DETAIL_LINES])
     more = len(problems) - _DAMAGE_DETAIL_LINES
     return f"{shown}; and {more} more problems" if more > 0 else shown

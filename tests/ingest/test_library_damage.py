@@ -134,6 +134,21 @@ def test_every_method_on_a_damaged_library_says_so_and_changes_nothing(
     assert _sha(path) == before
 
 
+@pytest.mark.parametrize("page", [2, 4, 6, 8, 15])
+def test_the_damage_is_said_on_one_line_however_many_problems_there_are(
+    made: Made, tmp_path: Path, page: int
+) -> None:
+    """quick_check puts several problems in one row, a line each (garbage over one of these
+    early pages, the tables' inner pages, strands the pages below): one line all the same."""
+    healthy = made.healthy
+    garbage = random.Random(page).randbytes(PAGE)
+    at = page * PAGE
+    _write(tmp_path, healthy[:at] + garbage + healthy[at + PAGE :])
+    with Library(tmp_path) as library, pytest.raises(LibraryDamagedError) as raised:
+        library.documents()
+    assert "\n" not in str(raised.value), str(raised.value)
+
+
 def test_a_damaged_library_due_a_migration_is_refused_before_anything_is_written(
     made: Made, tmp_path: Path
 ) -> None:
