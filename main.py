@@ -224,6 +224,7 @@ def add(
     ] = None,
 ) -> None:
     """Add books and PDFs (PDF, EPUB, text, Markdown, HTML) to the library."""
+    from engine.assistant import EMBEDDER_EXPORT_UNIT
     from ingest.pipeline import AddStatus, FileOutcome
 
     failures = 0
@@ -236,7 +237,13 @@ def add(
                 progress.console.print(_outcome_line(event), highlight=False)
                 failures += event.status is AddStatus.FAILED
                 continue
-            key = (event.path, event.stage.value)
+            # A stage may change its unit (the embedder's one-time export, then chunks).
+            key = (event.path, f"{event.stage.value} {event.unit}")
+            if key not in tasks and event.unit == EMBEDDER_EXPORT_UNIT:
+                progress.console.print(
+                    "[dim]preparing the embedder: exporting it to ONNX, once (about 10 s)[/dim]",
+                    highlight=False,
+                )
             if key not in tasks:
                 for old in [k for k in tasks if k[0] == event.path]:
                     progress.remove_task(tasks.pop(old))

@@ -73,6 +73,8 @@ if TYPE_CHECKING:
 
 MEBIBYTE = 1024 * 1024
 T = TypeVar("T")
+# The unit of the one progress step that exports the embedder to ONNX (once per model).
+EMBEDDER_EXPORT_UNIT = "embedder export to ONNX (once)"
 
 
 class Assistant:
@@ -148,13 +150,17 @@ class Assistant:
         """The per-document search indexes (loads the embedder only when it must embed)."""
 
         def make() -> IndexStore:
-            from retrieval.dense import SentenceTransformerEmbedder
+            from retrieval.embedders import configured_embedder, exports_dir
             from retrieval.index_store import IndexStore
             from retrieval.windows import ChunkEncoder
 
             if self._embedder is None:
-                setting = self.settings.retrieval.embedder
-                self._embedder = SentenceTransformerEmbedder.configured(setting)
+                retrieval = self.settings.retrieval
+                self._embedder = configured_embedder(
+                    retrieval.embedder,
+                    retrieval.embedder_runtime,
+                    exports_dir(self.settings.home, retrieval.onnx_dir),
+                )
             return IndexStore(self.settings.home, ChunkEncoder(self._embedder))
 
         return self._made("_index_store", make)
@@ -228,9 +234,16 @@ class Assistant:
     def _index_added(
         self, path: Path, outcome: FileOutcome
     ) -> Generator[FileProgress, None, FileOutcome]:
+        from retrieval.embedders import PendingExport
+
         assert outcome.document is not None
         started = time.perf_counter()
         try:
+            embedder = self.index_store.encoder.embedder
+            if isinstance(embedder, PendingExport) and embedder.needs_export:
+                # ~10 s once per model: say so, or the bar would seem stuck at its start.
+                yield FileProgress(path, Stage.EMBEDDING, 0, 1, EMBEDDER_EXPORT_UNIT)
+                embedder.onnx()
             for step in self.index_store.ensure(self.library, outcome.document.id):
                 yield FileProgress(path, Stage.EMBEDDING, step.done, step.total, "chunks")
         except USER_ERRORS as error:

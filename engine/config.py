@@ -102,10 +102,21 @@ class RetrievalSettings:
     """Search indexes and answers from retrieved passages."""
 
     embedder: str = "bundled"  # or the folder of any sentence-transformers model
+    # What computes embeddings: onnx (fp32, the default), onnx-int8 (faster, see the
+    # README for its retrieval figures) or torch.
+    embedder_runtime: str = "onnx"
+    # Where ONNX exports of the embedder are kept; empty: <data dir>/embedders.
+    onnx_dir: str = ""
     top_k: int = 8  # passages retrieved for a RAG answer (as many as fit are used)
     rag_context_tokens: int = 4096  # the window a RAG answer runs in (capped by the model's)
 
     def __post_init__(self) -> None:
+        runtimes = ("onnx-int8", "onnx", "torch")
+        if self.embedder_runtime not in runtimes:
+            raise ValueError(
+                f"embedder_runtime must be one of {', '.join(runtimes)},"
+                f" got {self.embedder_runtime!r}"
+            )
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         if self.rag_context_tokens < 512:
@@ -236,7 +247,9 @@ def restart_needed(old: Settings, new: Settings) -> bool:
     built from, which a running assistant cannot take on (engine/assistant.py `reconfigure`)."""
 
     def fixed(settings: Settings) -> tuple[object, ...]:
-        return (settings.home, settings.chunking, settings.retrieval.embedder, settings.cache)
+        retrieval = settings.retrieval
+        embedder = (retrieval.embedder, retrieval.embedder_runtime, retrieval.onnx_dir)
+        return (settings.home, settings.chunking, embedder, settings.cache)
 
     return fixed(old) != fixed(new)
 

@@ -175,6 +175,10 @@ class SentenceTransformerEmbedder:
             )
         return array
 
+    def loaded_model(self) -> SentenceTransformer:
+        """The sentence-transformers model itself, loaded now if it is not yet (for export)."""
+        return self._loaded()
+
     def _loaded(self) -> SentenceTransformer:
         with self._lock:
             if self._model is None:

@@ -114,7 +114,7 @@ class ChunkEncoder:
             return []
         if self.truncate:
             return [row[None, :] for row in self.embedder.embed(list(texts))]
-        windows = self._windows(texts)
+        windows = self.windows(texts)
         vectors = self.embedder.embed([piece for _, piece, _ in windows])
         owners = np.asarray([owner for owner, _, _ in windows])
         if self.pooling is Pooling.MAX:
@@ -133,7 +133,7 @@ class ChunkEncoder:
         pooled: NDArray[np.float32] = mean.encode([text])[0][0]
         return pooled
 
-    def _windows(self, texts: Sequence[str]) -> list[tuple[int, str, float]]:
+    def windows(self, texts: Sequence[str]) -> list[tuple[int, str, float]]:
         """(text index, window text, weight in word pieces) for every window of every text."""
         size = max(1, min(self.window_tokens, self.embedder.max_tokens))
         windows: list[tuple[int, str, float]] = []

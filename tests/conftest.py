@@ -36,6 +36,27 @@ def corpus() -> Path:
     return corpus_path()
 
 
+ONNX_DIR_VARIABLE = "LONGREAD_RETRIEVAL_ONNX_DIR"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder for the embedder's ONNX export across the session's data dirs.
+
+    Every test gets a fresh data dir, and the export (~10 s, with torch) would otherwise be
+    redone in each that embeds; `[retrieval] onnx_dir` is the product's own setting for
+    keeping exports elsewhere. Tests of the export itself pass their own folder.
+    """
+    folder = tmp_path_factory.mktemp("onnx-exports")
+    previous = os.environ.get(ONNX_DIR_VARIABLE)
+    os.environ[ONNX_DIR_VARIABLE] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(ONNX_DIR_VARIABLE, None)
+    else:
+        os.environ[ONNX_DIR_VARIABLE] = previous
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point LONGREAD_HOME at a fresh folder so no test touches a person's library."""

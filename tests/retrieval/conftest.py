@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import RetrievalSettings
 from ingest.library import Library
 from ingest.types import Chunk, ChunkSettings, Document, ExtractedText, Format
 from retrieval.dense import SentenceTransformerEmbedder
+from retrieval.embedder import Embedder
+from retrieval.embedders import EmbedderRuntime, configured_embedder
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore
 from retrieval.windows import ChunkEncoder
@@ -99,5 +102,18 @@ def build(store: IndexStore, library: Library, doc_id: str) -> list[object]:
 
 @pytest.fixture(scope="session")
 def real_embedder() -> SentenceTransformerEmbedder:
-    """The bundled all-MiniLM-L6-v2, loaded once for the session."""
+    """The bundled all-MiniLM-L6-v2 on torch (fp32), loaded once for the session."""
     return SentenceTransformerEmbedder.bundled()
+
+
+@pytest.fixture(scope="session")
+def product_embedder(shared_onnx_exports: Path) -> Embedder:
+    """The embedder longread uses by default: the bundled model on ONNX Runtime (fp32)."""
+    runtime = RetrievalSettings().embedder_runtime
+    return configured_embedder("bundled", runtime, shared_onnx_exports)
+
+
+@pytest.fixture(scope="session")
+def int8_embedder(shared_onnx_exports: Path) -> Embedder:
+    """The bundled model on ONNX Runtime with int8 weights (`embedder_runtime = onnx-int8`)."""
+    return configured_embedder("bundled", EmbedderRuntime.ONNX_INT8, shared_onnx_exports)

@@ -1,17 +1,26 @@
-"""The contract every retriever keeps (BM25, dense, hybrid), as one parametrized suite."""
+"""The contract every retriever keeps (BM25, dense, hybrid), as one parametrized suite.
+
+Each test runs on two embedders: the fake, and the product's own (the bundled model on ONNX
+Runtime, int8), so the contract holds for real vectors, not only bag-of-words ones.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.library import Library
+from retrieval.embedder import Embedder
 from retrieval.hybrid import Searcher
 from retrieval.index_store import IndexStore
 from retrieval.types import Hit, SearchMode
+from retrieval.windows import ChunkEncoder
+from tests.fakes import FakeEmbedder
 from tests.retrieval.conftest import AddDocument
 
 MODES = [SearchMode.BM25, SearchMode.DENSE, SearchMode.HYBRID]
@@ -24,6 +33,25 @@ CHUNKS = [
     "Children raced paper boats along the harbor wall every Sunday afternoon.",
 ]
 VOCABULARY = sorted({w.strip(".,").lower() for c in CHUNKS for w in c.split()} | {"zebra", "the"})
+
+
+@pytest.fixture(
+    params=["fake", pytest.param("onnx", marks=[pytest.mark.embedder, pytest.mark.slow])]
+)
+def embedder(request: pytest.FixtureRequest, fake_embedder: FakeEmbedder) -> Embedder:
+    """The embedder under the dense side: the fake, or the product's default."""
+    if request.param == "fake":
+        return fake_embedder
+    product: Embedder = request.getfixturevalue("product_embedder")
+    return product
+
+
+@pytest.fixture
+def store(isolated_home: Path, embedder: Embedder) -> Iterator[IndexStore]:
+    """The conftest's store, on the embedder this test runs with."""
+    opened = IndexStore(isolated_home, ChunkEncoder(embedder), batch_chunks=2)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
