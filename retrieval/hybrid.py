@@ -1,4 +1,4 @@
-"""Search one document, several, or the whole library: BM25, dense, or both fused with RRF.
+"""Search one document, several, or the whole library: BM25, dense, or both fused.
 
 `Searcher.prepare` makes sure the indexes a search needs exist and are current (yielding
 embedding progress, and the reason for any rebuild); `Searcher.search` answers a query with
@@ -11,9 +11,12 @@ ranked `Hit`s. For several documents the per-document indexes are merged into on
   a term's rarity is judged across everything searched, which is what a ranking needs.
 - Dense vectors are cosine similarities, comparable across documents, so they are stacked.
 
-A hybrid search takes `candidate_depth(k)` candidates from each retriever, fuses them with
-reciprocal rank fusion and keeps the top k: a chunk 15th by BM25 and 3rd by meaning should
-beat one that only one retriever liked.
+A hybrid search takes `candidate_depth(k)` candidates from each retriever, fuses their
+scores (fusion.py: 0.6 x BM25 over the best BM25 score, plus 0.4 x the cosine min-max scaled
+over the dense candidates) and keeps the top k. Scores, not ranks, are fused so that BM25's
+clear winner is not displaced by dense's narrow one, while a chunk both retrievers list
+gains from both. A query BM25 finds nothing for (stopwords only, or no word of it in the
+text) is answered by the dense half alone, in dense order.
 
 It does not build indexes itself (index_store.py does) nor decide how many hits a prompt gets.
 """
@@ -32,7 +35,7 @@ from ingest.library import Library
 from ingest.types import Chunk
 from retrieval.bm25 import BM25Index
 from retrieval.dense import DenseIndex
-from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.fusion import convex_combination
 from retrieval.index_store import DocumentIndex, IndexStore
 from retrieval.text_tokens import terms
 from retrieval.types import Hit, IndexProgress, SearchMode
@@ -146,7 +149,7 @@ class Searcher:
             SearchMode.BM25: corpus.bm25.search(query, depth),
             SearchMode.DENSE: corpus.dense.search(query_vector, depth),
         }
-        fused = reciprocal_rank_fusion({m: [row for row, _ in rows] for m, rows in found.items()})
+        fused = convex_combination(found[SearchMode.BM25], found[SearchMode.DENSE])
         scores = {m: dict(rows) for m, rows in found.items()}
         ranks = {m: {row: r for r, (row, _) in enumerate(rows, 1)} for m, rows in found.items()}
         return [

@@ -30,7 +30,8 @@ class Pooling(StrEnum):
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk. `rank` counts from 1; `score` is the mode's own score (BM25, cosine,
-    or fused RRF), comparable only within one result list.
+    or for hybrid the fused score in [0, 1], fusion.py's convex combination of the two
+    normalized over this search's candidates), comparable only within one result list.
 
     `scores` and `ranks` hold what each retriever that found the chunk gave it, keyed by
     `SearchMode.BM25` / `SearchMode.DENSE` (which are plain strings: `hit.scores["bm25"]`).

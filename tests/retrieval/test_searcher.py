@@ -7,6 +7,7 @@ import pytest
 from ingest.errors import DocumentNotFoundError
 from ingest.library import Library
 from retrieval.errors import StaleIndexError
+from retrieval.fusion import BM25_WEIGHT
 from retrieval.hybrid import Searcher, candidate_depth
 from retrieval.index_store import IndexStore
 from retrieval.types import SearchMode
@@ -76,7 +77,13 @@ def test_hybrid_hits_carry_each_retrievers_rank_and_score(
     top = hits[0]
     assert top.chunk.text == MOON[1]
     assert set(top.ranks) == {"bm25", "dense"} and top.ranks["bm25"] == 1
-    assert top.score == pytest.approx(1 / (60 + top.ranks["bm25"]) + 1 / (60 + top.ranks["dense"]))
+    # The fused score: BM25 over the best BM25 candidate's, cosine min-max over the dense ones.
+    depth = candidate_depth(3)
+    bm25 = searcher.search("owls hunted mice", k=depth, mode=SearchMode.BM25)
+    cosines = [h.score for h in searcher.search("owls hunted mice", k=depth, mode=SearchMode.DENSE)]
+    dense_part = (top.scores["dense"] - min(cosines)) / (max(cosines) - min(cosines))
+    expected = BM25_WEIGHT * top.scores["bm25"] / bm25[0].score + (1 - BM25_WEIGHT) * dense_part
+    assert top.score == pytest.approx(expected)
     assert top.scores["bm25"] > 0
     assert top.scores["dense"] == pytest.approx(
         searcher.search("owls hunted mice", k=1, mode=SearchMode.DENSE)[0].score
