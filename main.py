@@ -1074,8 +1074,13 @@ def bench_ingest(
         ),
     ] = None,
     runs: Annotated[int, typer.Option(min=1, help="Repetitions; the best is reported.")] = 1,
+    sample_chunks: Annotated[
+        int,
+        typer.Option(min=1, help="Chunks whose windows torch, ONNX fp32 and ONNX int8 all embed."),
+    ] = 60,
 ) -> None:
-    """Ingest throughput: pages/s reading, chunks/s chunking, and the whole pipeline."""
+    """Each stage of `add` and the whole add, the one-time ONNX export, and the embedding
+    rate of torch fp32, ONNX fp32 and ONNX int8 side by side."""
     from engine.bench.ingest import DEFAULT_BENCH_PDF, run_ingest_benchmark
 
     target = path or DEFAULT_BENCH_PDF
@@ -1087,7 +1092,7 @@ def bench_ingest(
         raise typer.Exit(1)
     err.print(f"benchmarking ingestion of {target} ...", highlight=False, markup=False)
     started = time.perf_counter()
-    result = run_ingest_benchmark(target, runs=runs)
+    result = run_ingest_benchmark(target, runs=runs, sample_chunks=sample_chunks, progress=_say)
     out.print(result.report(), highlight=False, markup=False)
     err.print(f"({time.perf_counter() - started:.1f} s)")
 
@@ -1153,11 +1158,22 @@ def bench_passkey(
 
 @bench_cli.command("retrieval")
 def bench_retrieval(
+    ctx: typer.Context,
     corpus: Annotated[Path, typer.Option(help="The shared corpus folder.")] = CORPUS_DIR,
     queries: Annotated[int, typer.Option(min=1, help="LaRA questions used as queries.")] = 50,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Frankenstein alone: one build, a one-book library.")
+    ] = False,
+    process_runs: Annotated[
+        int, typer.Option(min=1, help="`longread search` processes timed per mode.")
+    ] = 5,
 ) -> None:
-    """Index build speed on real books, and search latency p50/p95 over the whole corpus."""
+    """Index build speed on real books, search latency p50/p95 over the whole corpus, and
+    `longread search` as a whole process, hybrid and BM25 side by side."""
     from engine.bench.retrieval import run_retrieval_benchmark
+    from engine.config import load_settings
+    from engine.errors import USER_ERRORS
+    from retrieval.embedders import exports_dir
 
     if not corpus.is_dir():
         err.print(
@@ -1165,8 +1181,26 @@ def bench_retrieval(
             highlight=False,
         )
         raise typer.Exit(1)
-    result = run_retrieval_benchmark(corpus, progress=_say, queries=queries)
+    try:
+        # The person's embedder settings, and their export folder so the export is made once.
+        settings = load_settings(config_path=ctx.obj["config"], home=ctx.obj["home"])
+    except USER_ERRORS as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from error
+    retrieval = settings.retrieval
+    started = time.perf_counter()
+    result = run_retrieval_benchmark(
+        corpus,
+        progress=_say,
+        queries=queries,
+        embedder_setting=retrieval.embedder,
+        runtime=retrieval.embedder_runtime,
+        exports=exports_dir(settings.home, retrieval.onnx_dir),
+        quick=quick,
+        process_runs=process_runs,
+    )
     out.print(result.report(), highlight=False, markup=False)
+    err.print(f"({time.perf_counter() - started:.1f} s)")
 
 
 @bench_cli.command("beacons")

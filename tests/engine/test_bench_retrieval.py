@@ -1,13 +1,15 @@
 """The retrieval benchmark, run on a tiny corpus laid out like the shared one.
 
 The full run over the real corpus takes minutes (`longread bench retrieval`); here a few
-short books keep it to seconds, with the real embedder, so every stage runs for real.
+short books keep it to seconds, with the real embedder, so every stage runs for real,
+`longread search` processes included. Speed goals are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,17 @@ from engine.bench.retrieval import (
     FRANKENSTEIN,
     PDF_BOOK,
     PRIDE_TEXT,
+    ProcessTiming,
+    SearchedWith,
+    SearchProcesses,
+    imported_modules,
     library_books,
     load_questions,
+    longread_command,
     percentile,
     run_retrieval_benchmark,
 )
+from engine.config import RetrievalSettings
 from retrieval.types import SearchMode
 from tests.pdf_factory import make_pdf, write_pdf
 
@@ -72,12 +80,89 @@ def test_questions_and_books_follow_the_corpus_layout(tmp_path: Path) -> None:
     ]
 
 
+def _processes(hybrid: tuple[float, ...], torch_imported: bool = False) -> SearchProcesses:
+    return SearchProcesses(
+        document="Frankenstein",
+        query="Who walked the shore?",
+        timings=(
+            ProcessTiming(SearchMode.HYBRID, hybrid),
+            ProcessTiming(SearchMode.BM25, (0.5, 0.7, 0.6)),
+        ),
+        torch_imported=torch_imported,
+    )
+
+
+def test_search_process_lines_give_median_max_torch_and_the_goal() -> None:
+    lines = "\n".join(_processes((1.2, 1.6, 1.4)).report_lines())
+    for pattern in (
+        r"as a whole process, 3 runs each \('Frankenstein', 'Who walked the shore\?'\)",
+        r"hybrid +median +1\.40 s +max +1\.60 s",
+        r"bm25 +median +0\.60 s +max +0\.70 s",
+        r"torch imported by the hybrid search process: no",
+        r"goal: hybrid median at most 1\.5 s: met \(1\.40 s\)",
+    ):
+        assert re.search(pattern, lines), f"{pattern!r} not in:\n{lines}"
+    slow = "\n".join(_processes((1.4, 1.6, 1.7), torch_imported=True).report_lines())
+    assert "goal: hybrid median at most 1.5 s: NOT met (1.60 s)" in slow
+    assert "torch imported by the hybrid search process: yes" in slow
+
+
+def test_imported_modules_reads_python_importtime_output() -> None:
+    log = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       120 |        120 |   _io",
+            "import time:      3000 |     900000 | torch",
+            "import time:        15 |         15 |     torch._C",
+            "some other line | torch",
+        ]
+    )
+    assert imported_modules(log) == {"_io", "torch", "torch._C"}
+    assert imported_modules("import time:  10 |  10 |   onnxruntime") == {"onnxruntime"}
+
+
+def test_search_processes_get_exactly_the_benchmark_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LONGREAD_CHUNKING_MAX_TOKENS", "200")  # would make the index stale
+    monkeypatch.setenv("PATH_FOR_TEST", "kept")
+    searched = SearchedWith("bundled", "onnx-int8", tmp_path / "exports")
+    environment = searched.environment(tmp_path / "home")
+    assert {k: v for k, v in environment.items() if k.startswith("LONGREAD_")} == {
+        "LONGREAD_HOME": str(tmp_path / "home"),
+        "LONGREAD_RETRIEVAL_EMBEDDER": "bundled",
+        "LONGREAD_RETRIEVAL_EMBEDDER_RUNTIME": "onnx-int8",
+        "LONGREAD_RETRIEVAL_ONNX_DIR": str(tmp_path / "exports"),
+    }
+    assert environment["PATH_FOR_TEST"] == "kept"
+
+
+def test_search_processes_run_the_longread_script_of_this_interpreter() -> None:
+    command = longread_command()
+    assert command[0] == sys.executable
+    assert command[1:] in ([str(Path(sys.executable).parent / "longread")], ["-m", "main"])
+
+
+def _check_processes(processes: SearchProcesses | None, runs: int) -> None:
+    assert processes is not None
+    assert processes.document.startswith("Frankenstein")
+    assert processes.query == "Who walked the shore?"  # the first question about that book
+    assert [timing.mode for timing in processes.timings] == [SearchMode.HYBRID, SearchMode.BM25]
+    for timing in processes.timings:
+        assert len(timing.samples) == runs and all(sample > 0 for sample in timing.samples)
+        assert 0 < timing.median_seconds <= timing.max_seconds
+    # The export exists, so the search process runs on onnxruntime alone.
+    assert processes.torch_imported is False
+
+
 @pytest.mark.embedder
 @pytest.mark.slow
-def test_benchmark_reports_builds_and_latencies(tmp_path: Path) -> None:
+def test_benchmark_reports_builds_and_latencies(tmp_path: Path, shared_onnx_exports: Path) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     messages: list[str] = []
-    result = run_retrieval_benchmark(corpus, messages.append, queries=3)
+    result = run_retrieval_benchmark(
+        corpus, messages.append, queries=3, exports=shared_onnx_exports, process_runs=2
+    )
 
     assert messages and any("indexing" in m for m in messages)
     assert [b.name for b in result.builds] == [PDF_BOOK.name, FRANKENSTEIN.name]
@@ -100,5 +185,33 @@ def test_benchmark_reports_builds_and_latencies(tmp_path: Path) -> None:
         r"bm25 +p50",
         r"dense +p50",
         r"goal: hybrid p50 under 50 ms: (met|NOT met)",
+        r"`longread search DOC \"query\"` as a whole process, 2 runs each",
+        r"hybrid +median +\d+\.\d\d s +max +\d+\.\d\d s",
+        r"bm25 +median +\d+\.\d\d s +max +\d+\.\d\d s",
+        r"torch imported by the hybrid search process: no",
+        r"goal: hybrid median at most 1\.5 s: (met|NOT met)",
     ):
         assert re.search(pattern, report), f"{pattern!r} not in:\n{report}"
+    assert (
+        result.embedder_id.startswith("all-MiniLM-L6-v2@")
+        and f"+{RetrievalSettings().embedder_runtime}+" in result.embedder_id
+    )
+    _check_processes(result.processes, runs=2)
+
+
+@pytest.mark.embedder
+@pytest.mark.slow
+def test_quick_benchmark_builds_and_searches_one_book(
+    tmp_path: Path, shared_onnx_exports: Path
+) -> None:
+    corpus = make_corpus(tmp_path / "corpus")
+    result = run_retrieval_benchmark(
+        corpus, queries=2, exports=shared_onnx_exports, quick=True, process_runs=1
+    )
+
+    assert [b.name for b in result.builds] == [FRANKENSTEIN.name]
+    assert result.library_documents == 1
+    assert result.library_chunks == result.builds[0].chunks == result.library_chunks_reused
+    assert result.library_chunks_embedded == 0 and result.library_ingest_seconds == 0
+    _check_processes(result.processes, runs=1)
+    assert "library: 1 book," in result.report()
