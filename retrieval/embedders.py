@@ -15,9 +15,12 @@ times, so finding a finished export reads no weights and no torch: the query pat
 embedder id, which decides whether an index is current) is hashed once at export and kept in
 the export's metadata.
 
-Vectors from different runtimes never mix: the ONNX ids end in "+onnx" / "+onnx-int8", so
-switching runtime rebuilds indexes (the reason is shown) rather than comparing a query from
-one model with chunks from another.
+The fp32 export computes torch's vectors (the export is refused unless every probe vector is
+within 1e-3 cosine; in practice they agree to 1e-6), so "onnx" keeps torch's embedder id:
+indexes and cached embeddings built on torch stay valid, and a library made before the ONNX
+runtime is not re-embedded. int8 vectors differ (~0.99 cosine), so its id ends in
+"+onnx-int8": switching to or from it rebuilds indexes (the reason is shown) rather than
+comparing a query from one model with chunks from another.
 
 It does not run models itself (dense.py, onnx_embedder.py) nor export them (onnx_export.py).
 """
@@ -92,12 +95,17 @@ def _exported(folder: Path, runtime: EmbedderRuntime) -> OnnxEmbedder:
 
     meta = ExportMeta.read(folder)
     model_file = INT8_FILE if runtime is EmbedderRuntime.ONNX_INT8 else FP32_FILE
-    return OnnxEmbedder(folder, model_file, embedder_id=f"{meta.source_id}+{runtime}")
+    return OnnxEmbedder(folder, model_file, embedder_id=_runtime_id(meta.source_id, runtime))
+
+
+def _runtime_id(source_id: str, runtime: EmbedderRuntime) -> str:
+    """The embedder id on this runtime: the torch model's for fp32 (the same vectors)."""
+    return f"{source_id}+{runtime}" if runtime is EmbedderRuntime.ONNX_INT8 else source_id
 
 
 class PendingExport:
-    """An ONNX embedder whose model is exported on first use. Its id is known before (the
-    torch model's id plus the runtime), so index manifests can be checked without exporting."""
+    """An ONNX embedder whose model is exported on first use. Its id is known before (from
+    the torch model's), so index manifests can be checked without exporting."""
 
     def __init__(
         self, source: SentenceTransformerEmbedder, folder: Path, runtime: EmbedderRuntime
@@ -110,7 +118,7 @@ class PendingExport:
 
     @property
     def id(self) -> str:
-        return f"{self.source.id}+{self.runtime}"
+        return _runtime_id(self.source.id, self.runtime)
 
     @property
     def dimension(self) -> int:

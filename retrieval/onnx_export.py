@@ -106,6 +106,13 @@ def export_onnx(embedder: SentenceTransformerEmbedder, target: Path) -> None:
             f"the embedding model could not be written to {target.parent} ({error}); check"
             " the data dir's free space and permissions"
         ) from error
+    # What torch.onnx and the quantizer raise for an architecture they cannot trace or
+    # rewrite; the model still runs on torch.
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise EmbedderError(
+            f"the embedding model in {embedder.model_dir} could not be exported to ONNX"
+            f' ({error}); set [retrieval] embedder_runtime = "torch"'
+        ) from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

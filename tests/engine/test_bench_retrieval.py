@@ -29,6 +29,7 @@ from engine.bench.retrieval import (
     run_retrieval_benchmark,
 )
 from engine.config import RetrievalSettings
+from retrieval.embedders import configured_embedder
 from retrieval.types import SearchMode
 from tests.pdf_factory import make_pdf, write_pdf
 
@@ -192,10 +193,10 @@ def test_benchmark_reports_builds_and_latencies(tmp_path: Path, shared_onnx_expo
         r"goal: hybrid median at most 1\.5 s: (met|NOT met)",
     ):
         assert re.search(pattern, report), f"{pattern!r} not in:\n{report}"
-    assert (
-        result.embedder_id.startswith("all-MiniLM-L6-v2@")
-        and f"+{RetrievalSettings().embedder_runtime}+" in result.embedder_id
+    default = configured_embedder(
+        "bundled", RetrievalSettings().embedder_runtime, shared_onnx_exports
     )
+    assert result.embedder_id.startswith(f"{default.id}+max-windows-"), result.embedder_id
     _check_processes(result.processes, runs=2)
 
 

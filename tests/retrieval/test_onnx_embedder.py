@@ -293,7 +293,7 @@ def test_token_spans_max_tokens_and_dimension_match_torch(
 
 @pytest.mark.embedder
 @pytest.mark.slow
-def test_ids_tell_the_runtimes_apart_and_are_stable(
+def test_ids_tell_int8_apart_keep_torchs_for_fp32_and_are_stable(
     shared_int8: OnnxEmbedder, shared_onnx_exports: Path, tmp_path: Path
 ) -> None:
     def ids() -> dict[EmbedderRuntime, str]:
@@ -304,10 +304,11 @@ def test_ids_tell_the_runtimes_apart_and_are_stable(
 
     first, second = ids(), ids()
     assert first == second
-    assert len(set(first.values())) == 3, "vectors of two runtimes must never mix"
     torch_id = first[EmbedderRuntime.TORCH]
     assert torch_id == SentenceTransformerEmbedder.bundled().id
-    assert first[EmbedderRuntime.ONNX] == f"{torch_id}+onnx"
+    # fp32 ONNX computes torch's vectors (checked above), so indexes built on either serve
+    # both; int8's differ, so its vectors must never be compared with theirs.
+    assert first[EmbedderRuntime.ONNX] == torch_id
     assert first[EmbedderRuntime.ONNX_INT8] == f"{torch_id}+onnx-int8" == shared_int8.id
     # Before any export, the pending embedder already answers with the id it will have.
     pending = configured_embedder("bundled", EmbedderRuntime.ONNX_INT8, tmp_path / "exports")
@@ -584,6 +585,28 @@ def test_a_model_onnx_cannot_run_says_why_and_runs_on_torch(
     with pytest.raises(EmbedderError, match=r"cannot run on ONNX.*embedder_runtime = \"torch\""):
         export_onnx(SentenceTransformerEmbedder(model), exports / "target")
     assert not exports.exists()
+
+
+@pytest.mark.embedder
+@pytest.mark.slow
+def test_a_model_torch_cannot_trace_is_a_clear_error_and_leaves_nothing(
+    real_embedder: SentenceTransformerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def untraceable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Exporting the operator 'aten::unheard_of' is not supported")
+
+    # A layout the exporter accepts, an architecture torch.onnx cannot trace.
+    monkeypatch.setattr(torch.onnx, "export", untraceable)
+    exports = tmp_path / "exports"
+    with pytest.raises(EmbedderError) as raised:
+        export_onnx(real_embedder, exports / "target")
+    message = str(raised.value)
+    assert "could not be exported to ONNX" in message
+    assert "unheard_of" in message
+    assert 'embedder_runtime = "torch"' in message
+    assert names(exports) == [], "no export and no scratch left"
 
 
 def test_a_cls_pooled_model_can_be_exported(tmp_path: Path) -> None:
