@@ -18,7 +18,8 @@ embedding cache) it measures:
    imports, settings, loading the index and the embedder, the search, printing), on
    Frankenstein in the throwaway home: hybrid and `--mode bm25` alternated, median and max,
    against the goal of a hybrid median at most 1.5 s. One more hybrid run first, untimed,
-   under `python -X importtime`, says whether the search process imported torch.
+   under `python -X importtime`, says whether the search process imported torch
+   (search_process.py).
 
 The embedder is the product's: `[retrieval] embedder` on `embedder_runtime` (the product's
 default unless told), with its export in `exports` (the person's export folder, so it is made
@@ -36,25 +37,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ENV_PREFIX, RetrievalSettings, environment_variable
+from engine.bench.search_process import (
+    PROCESS_RUNS,
+    SearchedWith,
+    SearchProcesses,
+    time_search_processes,
+)
+from engine.config import RetrievalSettings
 from ingest.library import Library
 from ingest.pipeline import AddStatus, add_file
 from ingest.types import ChunkSettings, Document
-from retrieval.embedder import Embedder
-from retrieval.embedders import EMBEDDERS_DIR, configured_embedder
+from retrieval.embedders import EMBEDDERS_DIR
 from retrieval.hybrid import Searcher
-from retrieval.index_files import MANIFEST_NAME
-from retrieval.index_store import INDEXES_DIR_NAME, IndexStore
+from retrieval.index_store import IndexStore
 from retrieval.types import IndexProgress, SearchMode
 from retrieval.windows import ChunkEncoder
 
@@ -63,13 +64,6 @@ FRANKENSTEIN = Path("books") / "Frankenstein; Or, The Modern Prometheus.txt"
 PRIDE_TEXT = Path("books") / "pride-and-prejudice" / "1342-0.txt"
 QUESTIONS_GLOB = "qa/*.jsonl"
 HYBRID_GOAL_MS = 50.0
-# The issue's goal for `longread search DOC "query"` as a whole process, on 2 cores.
-PROCESS_GOAL_SECONDS = 1.5
-PROCESS_RUNS = 5
-# A search process that takes longer than this is stuck, not slow.
-_PROCESS_TIMEOUT_SECONDS = 300.0
-# One line of `python -X importtime`: "import time: self | cumulative | name".
-_IMPORT_LINE = re.compile(r"^import time:\s*\d+\s*\|\s*\d+\s*\|\s*(\S+)\s*$")
 # Hits per search: about what a RAG prompt gets before packing trims it.
 SEARCH_K = 10
 # Progress lines during a long embedding run, at most this often.
@@ -113,60 +107,6 @@ class Latency:
     @property
     def p95_ms(self) -> float:
         return percentile(self.samples, 95) * 1000
-
-
-@dataclass(frozen=True)
-class ProcessTiming:
-    """Wall-clock seconds of whole `longread search` processes in one mode."""
-
-    mode: SearchMode
-    samples: tuple[float, ...]
-
-    @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.samples) if self.samples else 0.0
-
-    @property
-    def max_seconds(self) -> float:
-        return max(self.samples, default=0.0)
-
-
-@dataclass(frozen=True)
-class SearchProcesses:
-    """`longread search DOC "query"` run as a person runs it, in each mode."""
-
-    document: str  # the title searched
-    query: str
-    timings: tuple[ProcessTiming, ...]
-    torch_imported: bool  # by the hybrid search process
-    goal_seconds: float = PROCESS_GOAL_SECONDS
-
-    def timing(self, mode: SearchMode) -> ProcessTiming:
-        return next(timing for timing in self.timings if timing.mode is mode)
-
-    @property
-    def meets_goal(self) -> bool:
-        return self.timing(SearchMode.HYBRID).median_seconds <= self.goal_seconds
-
-    def report_lines(self) -> list[str]:
-        runs = len(self.timings[0].samples) if self.timings else 0
-        lines = [
-            f'`longread search DOC "query"` as a whole process, {runs} runs each'
-            f" ({self.document[:40]!r}, {self.query[:50]!r}):"
-        ]
-        for timing in self.timings:
-            lines.append(
-                f"  {timing.mode.value:<7} median {timing.median_seconds:6.2f} s"
-                f"   max {timing.max_seconds:6.2f} s"
-            )
-        torch = "yes" if self.torch_imported else "no"
-        lines.append(f"  torch imported by the hybrid search process: {torch}")
-        verdict = "met" if self.meets_goal else "NOT met"
-        hybrid = self.timing(SearchMode.HYBRID).median_seconds
-        lines.append(
-            f"  goal: hybrid median at most {self.goal_seconds:.1f} s: {verdict} ({hybrid:.2f} s)"
-        )
-        return lines
 
 
 @dataclass(frozen=True)
@@ -340,7 +280,7 @@ def run_retrieval_benchmark(
             # Closed before the search processes open the same files.
             store.close()
             library.close()
-        processes = _time_search_processes(
+        processes = time_search_processes(
             home,
             searched,
             searched_document,
@@ -364,29 +304,6 @@ def run_retrieval_benchmark(
             processes=processes,
             machine=machine,
         )
-
-
-@dataclass(frozen=True)
-class SearchedWith:
-    """The embedder settings the benchmark builds with, and hands to the search processes."""
-
-    setting: str
-    runtime: str
-    exports: Path
-
-    def embedder(self) -> Embedder:
-        return configured_embedder(self.setting, self.runtime, self.exports)
-
-    def environment(self, home: Path) -> dict[str, str]:
-        """The search process's environment: these settings and longread's defaults for the
-        rest (no other LONGREAD_* variable, and `home` has no config file), so it judges the
-        indexes built here by the same settings."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        environment["LONGREAD_HOME"] = str(home)
-        environment[environment_variable("retrieval", "embedder")] = self.setting
-        environment[environment_variable("retrieval", "embedder_runtime")] = str(self.runtime)
-        environment[environment_variable("retrieval", "onnx_dir")] = str(self.exports)
-        return environment
 
 
 def describe_machine() -> str:
@@ -478,80 +395,6 @@ def _question_about(corpus_dir: Path, file_name: str) -> str | None:
     return None
 
 
-def longread_command() -> list[str]:
-    """How to start `longread` with this interpreter: its script beside the interpreter (what
-    a person runs), else the module."""
-    script = Path(sys.executable).parent / "longread"
-    return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "main"]
-
-
-def imported_modules(importtime_log: str) -> set[str]:
-    """Module names from the stderr of `python -X importtime`."""
-    found: set[str] = set()
-    for line in importtime_log.splitlines():
-        match = _IMPORT_LINE.match(line)
-        if match:
-            found.add(match.group(1))
-    return found
-
-
-def _time_search_processes(
-    home: Path,
-    searched: SearchedWith,
-    document: Document,
-    query: str,
-    runs: int,
-    say: Progress,
-) -> SearchProcesses:
-    environment = searched.environment(home)
-    arguments = ["search", document.id[:12], query]
-    modes = {SearchMode.HYBRID: [], SearchMode.BM25: ["--mode", SearchMode.BM25.value]}
-    manifest = home / INDEXES_DIR_NAME / document.id / MANIFEST_NAME
-    before = manifest.stat().st_mtime_ns
-    say(f"timing `longread search` processes on {document.title[:40]!r}, {runs} runs per mode")
-    # Untimed: it also warms the file cache, as a person's earlier commands would have.
-    log = _run_search(["-X", "importtime"], arguments, environment).stderr
-    torch_imported = any(name.split(".")[0] == "torch" for name in imported_modules(log))
-    samples: dict[SearchMode, list[float]] = {mode: [] for mode in modes}
-    for _ in range(runs):
-        for mode, flags in modes.items():  # alternated, so a busy moment hits both alike
-            started = time.perf_counter()
-            _run_search([], [*arguments, *flags], environment)
-            samples[mode].append(time.perf_counter() - started)
-    if manifest.stat().st_mtime_ns != before:
-        raise RuntimeError(
-            "the search process rebuilt the index, so its settings differ from the"
-            " benchmark's and its times are not those of a search"
-        )
-    return SearchProcesses(
-        document=document.title,
-        query=query,
-        timings=tuple(ProcessTiming(mode, tuple(found)) for mode, found in samples.items()),
-        torch_imported=torch_imported,
-    )
-
-
-def _run_search(
-    interpreter_flags: Sequence[str], arguments: Sequence[str], environment: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    command = longread_command()
-    command[1:1] = interpreter_flags
-    finished = subprocess.run(
-        [*command, *arguments],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=_PROCESS_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if finished.returncode != 0:
-        raise RuntimeError(
-            f"`longread {' '.join(arguments)}` failed (exit {finished.returncode}):"
-            f" {finished.stderr.strip()[-2000:]}"
-        )
-    return finished
-
-
 def _time_searches(
     searcher: Searcher, mode: SearchMode, questions: Sequence[str], say: Progress
 ) -> Latency:
@@ -568,18 +411,12 @@ def _time_searches(
 
 
 __all__ = [
-    "PROCESS_GOAL_SECONDS",
     "BuildTiming",
     "Latency",
-    "ProcessTiming",
     "RetrievalBenchmark",
-    "SearchProcesses",
-    "SearchedWith",
     "describe_machine",
-    "imported_modules",
     "library_books",
     "load_questions",
-    "longread_command",
     "percentile",
     "run_retrieval_benchmark",
 ]

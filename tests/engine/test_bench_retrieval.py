@@ -18,15 +18,17 @@ from engine.bench.retrieval import (
     FRANKENSTEIN,
     PDF_BOOK,
     PRIDE_TEXT,
+    library_books,
+    load_questions,
+    percentile,
+    run_retrieval_benchmark,
+)
+from engine.bench.search_process import (
     ProcessTiming,
     SearchedWith,
     SearchProcesses,
     imported_modules,
-    library_books,
-    load_questions,
     longread_command,
-    percentile,
-    run_retrieval_benchmark,
 )
 from engine.config import RetrievalSettings
 from retrieval.embedders import configured_embedder
