@@ -224,8 +224,8 @@ def add(
     ] = None,
 ) -> None:
     """Add books and PDFs (PDF, EPUB, text, Markdown, HTML) to the library."""
-    from engine.assistant import EMBEDDER_EXPORT_UNIT
     from ingest.pipeline import AddStatus, FileOutcome
+    from retrieval.embedders import EXPORT_PROGRESS_UNIT
 
     failures = 0
     with assistant(ctx) as longread, _progress() as progress:
@@ -239,7 +239,7 @@ def add(
                 continue
             # A stage may change its unit (the embedder's one-time export, then chunks).
             key = (event.path, f"{event.stage.value} {event.unit}")
-            if key not in tasks and event.unit == EMBEDDER_EXPORT_UNIT:
+            if key not in tasks and event.unit == EXPORT_PROGRESS_UNIT:
                 progress.console.print(
                     "[dim]preparing the embedder: exporting it to ONNX, once (about 10 s)[/dim]",
                     highlight=False,

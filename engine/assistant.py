@@ -73,8 +73,6 @@ if TYPE_CHECKING:
 
 MEBIBYTE = 1024 * 1024
 T = TypeVar("T")
-# The unit of the one progress step that exports the embedder to ONNX (once per model).
-EMBEDDER_EXPORT_UNIT = "embedder export to ONNX (once)"
 
 
 class Assistant:
@@ -155,12 +153,10 @@ class Assistant:
             from retrieval.windows import ChunkEncoder
 
             if self._embedder is None:
-                retrieval = self.settings.retrieval
-                self._embedder = configured_embedder(
-                    retrieval.embedder,
-                    retrieval.embedder_runtime,
-                    exports_dir(self.settings.home, retrieval.onnx_dir),
-                )
+                wanted = self.settings.retrieval
+                exports = exports_dir(self.settings.home, wanted.onnx_dir)
+                runtime = wanted.embedder_runtime
+                self._embedder = configured_embedder(wanted.embedder, runtime, exports)
             return IndexStore(self.settings.home, ChunkEncoder(self._embedder))
 
         return self._made("_index_store", make)
@@ -234,16 +230,15 @@ class Assistant:
     def _index_added(
         self, path: Path, outcome: FileOutcome
     ) -> Generator[FileProgress, None, FileOutcome]:
-        from retrieval.embedders import PendingExport
+        from retrieval.embedders import EXPORT_PROGRESS_UNIT, export_ahead
 
         assert outcome.document is not None
         started = time.perf_counter()
         try:
-            embedder = self.index_store.encoder.embedder
-            if isinstance(embedder, PendingExport) and embedder.needs_export:
-                # ~10 s once per model: say so, or the bar would seem stuck at its start.
-                yield FileProgress(path, Stage.EMBEDDING, 0, 1, EMBEDDER_EXPORT_UNIT)
-                embedder.onnx()
+            exporting = export_ahead(self.index_store.encoder.embedder)
+            if exporting is not None:  # seconds, once per model: say so, not a stuck bar
+                yield FileProgress(path, Stage.EMBEDDING, 0, 1, EXPORT_PROGRESS_UNIT)
+                exporting()
             for step in self.index_store.ensure(self.library, outcome.document.id):
                 yield FileProgress(path, Stage.EMBEDDING, step.done, step.total, "chunks")
         except USER_ERRORS as error:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from retrieval.errors import EmbedderError
 from retrieval.onnx_embedder import EXPORT_META_FILE, ExportMeta, OnnxEmbedder
 
 EMBEDDERS_DIR = "embedders"
+# The unit of the progress step that exports the embedder (once per model), as `add` shows it.
+EXPORT_PROGRESS_UNIT = "embedder export to ONNX (once)"
 _EXPORT_LOCK = threading.Lock()
 
 
@@ -77,6 +80,14 @@ def configured_embedder(setting: str, runtime: str, exports: Path) -> Embedder:
     if (folder / EXPORT_META_FILE).is_file():
         return _exported(folder, chosen)
     return PendingExport(SentenceTransformerEmbedder(model_dir, name=name), folder, chosen)
+
+
+def export_ahead(embedder: Embedder) -> Callable[[], object] | None:
+    """What exports this embedder's model now, if its first use would (slow, once), so a
+    caller can say so first; None when nothing needs exporting."""
+    if isinstance(embedder, PendingExport) and embedder.needs_export:
+        return embedder.onnx
+    return None
 
 
 def export_folder(exports: Path, model_dir: Path, name: str) -> Path:
