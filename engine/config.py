@@ -97,6 +97,11 @@ class ContextSettings:
             )
 
 
+# retrieval.embedders.EmbedderRuntime's values, spelled out so reading settings stays free
+# of the retrieval package's imports (a test keeps the two the same).
+EMBEDDER_RUNTIMES = ("onnx", "onnx-int8", "torch")
+
+
 @dataclass(frozen=True)
 class RetrievalSettings:
     """Search indexes and answers from retrieved passages."""
@@ -111,10 +116,9 @@ class RetrievalSettings:
     rag_context_tokens: int = 4096  # the window a RAG answer runs in (capped by the model's)
 
     def __post_init__(self) -> None:
-        runtimes = ("onnx-int8", "onnx", "torch")
-        if self.embedder_runtime not in runtimes:
+        if self.embedder_runtime not in EMBEDDER_RUNTIMES:
             raise ValueError(
-                f"embedder_runtime must be one of {', '.join(runtimes)},"
+                f"embedder_runtime must be one of {', '.join(EMBEDDER_RUNTIMES)},"
                 f" got {self.embedder_runtime!r}"
             )
         if self.top_k < 1:

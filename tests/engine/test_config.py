@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import IngestSettings, load_settings
+from engine.config import EMBEDDER_RUNTIMES, IngestSettings, RetrievalSettings, load_settings
 from engine.errors import ConfigError
 from engine.home import ensure_home
 from ingest.types import ChunkSettings
@@ -38,12 +38,20 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         ("[chunking]\nmax_tokens = 'many'\n", "chunking.max_tokens"),
         ("[chunking]\noverlap = 900\n", "overlap"),
         ("[chunking\n", "not valid TOML"),
+        ("[retrieval]\nembedder_runtime = 'cuda'\n", "embedder_runtime must be one of"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, toml: str, message: str) -> None:
     (tmp_path / "config.toml").write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(environ={"LONGREAD_HOME": str(tmp_path)})
+
+
+def test_the_embedder_runtimes_settings_accept_are_those_retrieval_runs() -> None:
+    from retrieval.embedders import EmbedderRuntime
+
+    assert set(EMBEDDER_RUNTIMES) == {runtime.value for runtime in EmbedderRuntime}
+    assert RetrievalSettings().embedder_runtime == EmbedderRuntime.ONNX
 
 
 def test_an_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
