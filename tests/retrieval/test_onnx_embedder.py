@@ -730,3 +730,34 @@ def test_an_export_racing_another_process_ends_on_the_winners_export(tmp_path: P
     assert names(exports) == [folder.name], "one export folder and no scratch left"
     assert set(names(folder)) == EXPORT_FILES
     assert isinstance(configured_embedder("bundled", "onnx-int8", exports), OnnxEmbedder)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a person sees
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.embedder
+@pytest.mark.slow
+def test_the_first_add_says_it_exports_the_embedder_and_the_next_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.cli_runner import invoke
+
+    exports = tmp_path / "exports"
+    monkeypatch.setenv("LONGREAD_RETRIEVAL_ONNX_DIR", str(exports))
+    books = []
+    for name, text in (("harbor", "The harbor froze that winter."), ("mill", "The mill burned.")):
+        books.append(tmp_path / f"{name}.txt")
+        books[-1].write_text(f"{text}\n\n" * 20, encoding="utf-8")
+
+    first = invoke("add", str(books[0]))
+    assert first.exit_code == 0, first.output
+    assert "exporting it to ONNX, once" in first.output
+    assert [p.name for p in exports.iterdir() if (p / EXPORT_META_FILE).is_file()]
+
+    second = invoke("add", str(books[1]))
+    assert second.exit_code == 0, second.output
+    assert "exporting" not in second.output
+    found = invoke("search", "harbor", "frozen harbor", "-k", "1")
+    assert found.exit_code == 0 and "froze" in found.output
