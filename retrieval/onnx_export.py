@@ -1,8 +1,8 @@
 """Export a sentence-transformers model to ONNX once, check it, and quantize it to int8.
 
-`export_onnx` takes a loaded `SentenceTransformerEmbedder` (torch), writes its transformer as
-`model.onnx` with torch's TorchScript exporter (inputs and outputs with dynamic batch and
-length axes), the model's `tokenizer.json` and `export.json`, then embeds probe texts both
+`export_onnx` takes a `SentenceTransformerEmbedder` (torch) and has it write its transformer
+as `model.onnx` (dense.py `write_onnx`, torch's TorchScript exporter, dynamic batch and length
+axes), adds the model's `tokenizer.json` and `export.json`, then embeds probe texts both
 ways and refuses the export unless every ONNX vector is within 1e-3 cosine of torch's. It then
 writes `model-int8.onnx` with ONNX Runtime's dynamic quantization: int8 weights per output
 channel, activations quantized on the fly. Per channel matters: on 300 windows of a corpus
@@ -10,8 +10,8 @@ book, per-tensor int8 kept a mean cosine of 0.948 (min 0.889) to fp32, per-chann
 (min 0.961), at the same speed (about 1.8x fp32 on 2 cores).
 
 Everything is written into a temporary folder beside `target` and renamed into place, so a
-kill mid-export leaves no half folder that looks finished. The export needs torch and onnx;
-nothing else in longread imports onnx, and only this module and dense.py import torch.
+kill mid-export leaves no half folder that looks finished. The export needs torch (through
+dense.py, the one module that imports it) and onnx (through torch.onnx and the quantizer).
 
 Only models made of a Transformer, then mean or CLS Pooling, then optionally Normalize (the
 common sentence-transformers layout, all-MiniLM-L6-v2's) with a fast tokenizer are exported;
@@ -27,7 +27,6 @@ import logging
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,6 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
 # An fp32 export computes what torch computes; float reordering alone moves a cosine ~1e-6.
 MAX_FP32_COSINE_GAP = 1e-3
-# ONNX opset 17: LayerNormalization as one op, supported by every ONNX Runtime since 1.14.
-_OPSET = 17
 _MODULE_TYPES = (
     "sentence_transformers.models.Transformer",
     "sentence_transformers.models.Pooling",
@@ -50,7 +47,6 @@ _MODULE_TYPES = (
 )
 _SCRATCH_PREFIX = ".exporting-"
 _ABANDONED_AFTER_SECONDS = 3600.0
-_GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Probe texts for the check: short and long, prose and numbers, so padding and truncation
 # are both exercised in one batch.
 _PROBES = (
@@ -130,57 +126,18 @@ def _remove_abandoned_scratch(folder: Path) -> None:
 
 
 def _export_fp32(embedder: SentenceTransformerEmbedder, folder: Path) -> ExportMeta:
-    import torch  # deferred: the export is the one thing on the ONNX path that needs torch
-
-    model = embedder.loaded_model()
-    transformer: Any = model[0].auto_model
-    transformer.eval()
-    accepted = _accepted_inputs(transformer)
-
-    class LastHiddenState(torch.nn.Module):
-        """The transformer with named tensor inputs and its last hidden state as output."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            named = dict(zip(accepted, tensors, strict=True))
-            return self.transformer(**named).last_hidden_state  # type: ignore[no-any-return]
-
-    sample = torch.ones((2, 8), dtype=torch.long)
-    axes = {name: {0: "batch", 1: "pieces"} for name in (*accepted, "last_hidden_state")}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            LastHiddenState(),
-            tuple(sample for _ in accepted),
-            str(folder / FP32_FILE),
-            input_names=list(accepted),
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=_OPSET,
-            dynamo=False,
-        )
+    accepted = embedder.write_onnx(folder / FP32_FILE)
     shutil.copyfile(embedder.model_dir / TOKENIZER_FILE, folder / TOKENIZER_FILE)
     modules = json.loads((embedder.model_dir / "modules.json").read_text(encoding="utf-8"))
     meta = ExportMeta(
         source_id=embedder.id,
         dimension=embedder.dimension,
-        max_seq_length=int(model.max_seq_length or 0),
+        max_seq_length=embedder.max_seq_length,
         pooling=_pooling(embedder.model_dir, modules) or "mean",
         input_names=accepted,
     )
     (folder / EXPORT_META_FILE).write_text(meta.to_json(), encoding="utf-8")
     return meta
-
-
-def _accepted_inputs(transformer: Any) -> tuple[str, ...]:
-    """The graph inputs this transformer's forward takes, in our fixed order."""
-    import inspect
-
-    parameters = inspect.signature(transformer.forward).parameters
-    return tuple(name for name in _GRAPH_INPUTS if name in parameters)
 
 
 def _check_against_torch(

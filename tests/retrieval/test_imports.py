@@ -14,8 +14,7 @@ from tests.conftest import REPO_ROOT
 
 HEAVY_OWNERS = {
     "sentence_transformers": {"retrieval/dense.py"},
-    # The ONNX export is the one other step that needs torch, once per model.
-    "torch": {"retrieval/dense.py", "retrieval/onnx_export.py"},
+    "torch": {"retrieval/dense.py"},  # the ONNX export's tracing included (write_onnx)
     "transformers": {"retrieval/dense.py"},
     "faiss": {"retrieval/dense.py"},
     "onnxruntime": {"retrieval/onnx_embedder.py", "retrieval/onnx_export.py"},

@@ -648,7 +648,7 @@ def test_two_pending_exports_in_threads_share_one_export(tmp_path: Path) -> None
     # Loaded first, so both threads reach the export itself at the same moment.
     for one in pending:
         assert isinstance(one, PendingExport)
-        one.source.loaded_model()
+        assert one.source.max_tokens > 0  # loads torch and the model
     barrier = threading.Barrier(len(pending))
 
     def embed(embedder: Embedder) -> NDArray[np.float32]:
@@ -674,7 +674,7 @@ from retrieval.embedders import PendingExport, configured_embedder
 exports, rendezvous = Path(sys.argv[1]), Path(sys.argv[2])
 pending = configured_embedder("bundled", "onnx-int8", exports)
 assert isinstance(pending, PendingExport), type(pending)
-pending.source.loaded_model()
+pending.source.max_tokens  # loads torch and the model
 (rendezvous / "racer").touch()
 deadline = time.monotonic() + 120
 while not (rendezvous / "test").exists() and time.monotonic() < deadline:
@@ -697,7 +697,8 @@ def test_an_export_racing_another_process_ends_on_the_winners_export(tmp_path: P
     rendezvous.mkdir()
     mine = configured_embedder("bundled", EmbedderRuntime.ONNX_INT8, exports)
     assert isinstance(mine, PendingExport)
-    mine.source.loaded_model()  # so that both start exporting at the same moment
+    # Loaded first, so that both start exporting at the same moment.
+    assert mine.source.max_tokens > 0
     racer = subprocess.Popen(
         [sys.executable, "-c", _RACER, str(exports), str(rendezvous)],
         cwd=REPO_ROOT,
